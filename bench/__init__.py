@@ -1,0 +1,3 @@
+"""artifact-bench: adversarial robustness of face-forgery detectors."""
+
+__version__ = "0.1.0"

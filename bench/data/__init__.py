@@ -1,0 +1,1 @@
+"""Dataset adapters; each module registers itself with ``bench.registry.DATASETS``."""

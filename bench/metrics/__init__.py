@@ -1,0 +1,1 @@
+"""Metrics: ASR, image quality, identity retention, bootstrap intervals."""

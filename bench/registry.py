@@ -1,0 +1,182 @@
+"""Registries: name -> factory, for detectors, attacks, datasets and metrics.
+
+Built-ins register with a decorator on their factory (timm's ``register_model`` pattern) when
+their package is imported; third-party packages add entries through the entry-point groups
+``artifact_bench.<kind>``. Both are discovered lazily, on the first lookup, and a module or
+plugin that fails to import is recorded by name (``Registry.broken``) while the rest keep working.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable
+
+
+class UnknownNameError(KeyError):
+    """An unknown registry name; the message carries a did-you-mean suggestion."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+@dataclass
+class Entry:
+    name: str
+    factory: Callable[..., Any]
+    origin: str  # "builtin:<module>" or "plugin:<distribution>"
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    help: str = ""
+
+
+class Registry:
+    def __init__(self, kind: str, builtin_packages: tuple[str, ...]):
+        self.kind = kind
+        self.group = f"artifact_bench.{kind}"
+        self._builtin_packages = builtin_packages
+        self._entries: dict[str, Entry] = {}
+        self.broken: dict[str, str] = {}  # module or plugin name -> one-line error
+        self._loaded = False
+        self._plugin_origin: str | None = None
+
+    # -- registration ------------------------------------------------------------------------
+    def register(self, name: str | None = None, *, presets: dict[str, dict[str, Any]] | None = None,
+                 help: str = "") -> Callable:
+        """Decorator: ``@DETECTORS.register("xception")`` over a factory (class or function)."""
+
+        def wrap(factory: Callable) -> Callable:
+            key = name or factory.__name__
+            origin = self._plugin_origin or f"builtin:{factory.__module__}"
+            doc = help or (factory.__doc__ or "").strip().split("\n")[0]
+            self._entries[key] = Entry(key, factory, origin, dict(presets or {}), doc)
+            return factory
+
+        return wrap
+
+    # -- discovery ---------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for package in self._builtin_packages:
+            import_submodules(package, self.broken)
+        for ep in metadata.entry_points(group=self.group):
+            dist = getattr(ep.dist, "name", None) or ep.value
+            self._plugin_origin = f"plugin:{dist}"
+            try:
+                obj = ep.load()
+                # An entry point may name a factory directly, or a module whose import registers.
+                if callable(obj) and ep.name not in self._entries and not isinstance(obj, type(pkgutil)):
+                    self._entries[ep.name] = Entry(ep.name, obj, self._plugin_origin,
+                                                   dict(getattr(obj, "presets", {}) or {}),
+                                                   (obj.__doc__ or "").strip().split("\n")[0])
+            except Exception as exc:  # a broken plugin must not break the others
+                self.broken[f"{ep.name} ({dist})"] = _one_line(exc)
+            finally:
+                self._plugin_origin = None
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def entries(self) -> list[Entry]:
+        self._load()
+        return [self._entries[n] for n in sorted(self._entries)]
+
+    def get(self, name: str) -> Entry:
+        self._load()
+        if name not in self._entries:
+            raise UnknownNameError(self.unknown_message(name))
+        return self._entries[name]
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._entries
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        known = ", ".join(sorted(self._entries)) or "none"
+        broken = f" (failed to load: {', '.join(self.broken)})" if self.broken else ""
+        return f"unknown {self.kind[:-1]} {name!r}.{hint} Known: {known}{broken}."
+
+    def resolve_kwargs(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Expand ``preset=`` into the entry's preset dict; explicit kwargs override it."""
+        entry = self.get(name)
+        kwargs = dict(kwargs)
+        preset = kwargs.pop("preset", None)
+        if preset is None:
+            return kwargs
+        if preset not in entry.presets:
+            close = difflib.get_close_matches(str(preset), list(entry.presets), n=3, cutoff=0.4)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise UnknownNameError(f"unknown preset {preset!r} for {self.kind[:-1]} {name!r}.{hint} "
+                                   f"Known: {', '.join(sorted(entry.presets)) or 'none'}.")
+        return {**entry.presets[preset], **kwargs}
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        entry = self.get(name)
+        return entry.factory(**self.resolve_kwargs(name, kwargs))
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def import_submodules(package: str, broken: dict[str, str]) -> None:
+    """Import ``package`` and each of its direct submodules, recording failures by module name
+    so that one missing optional dependency does not hide every other built-in."""
+    try:
+        pkg = importlib.import_module(package)
+    except Exception as exc:
+        broken[package] = _one_line(exc)
+        return
+    for info in pkgutil.iter_modules(getattr(pkg, "__path__", []), prefix=f"{package}."):
+        if info.name.rsplit(".", 1)[-1].startswith("_"):
+            continue
+        try:
+            importlib.import_module(info.name)
+        except Exception as exc:
+            broken[info.name] = _one_line(exc)
+            if _debug():
+                traceback.print_exc()
+
+
+def _debug() -> bool:
+    import os
+
+    return os.environ.get("BENCH_DEBUG", "") not in ("", "0")
+
+
+DETECTORS = Registry("detectors", ("detectors",))
+ATTACKS = Registry("attacks", ("attacks",))
+DATASETS = Registry("datasets", ("bench.data",))
+METRICS = Registry("metrics", ("bench.metrics",))
+
+register_detector = DETECTORS.register
+register_attack = ATTACKS.register
+register_dataset = DATASETS.register
+register_metric = METRICS.register
+
+ALL = {"detectors": DETECTORS, "attacks": ATTACKS, "datasets": DATASETS, "metrics": METRICS}
+
+
+def create_detector(name: str, **kwargs: Any):
+    """Build a registered detector. ``checkpoint=PATH`` and ``trust_checkpoint=`` are handled by
+    the detector factories through ``detectors.checkpoints``."""
+    return DETECTORS.create(name, **kwargs)
+
+
+def create_attack(name: str, **kwargs: Any):
+    attack = ATTACKS.create(name, **kwargs)
+    if not getattr(attack, "name", None) or attack.name == "attack":
+        attack.name = name
+    return attack
+
+
+def create_dataset(name: str, **kwargs: Any):
+    return DATASETS.create(name, **kwargs)
