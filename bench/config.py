@@ -1,0 +1,264 @@
+"""Matrix YAML -> validated dataclasses.
+
+A matrix names one dataset, the detectors (each is a source and a target), the attacks, the
+metrics and the run settings::
+
+    name: tiny
+    seed: 0
+    dataset: {name: synthetic, n: 32}
+    detectors:
+      small: {detector: tiny_cnn, width: 8}      # display name -> registry name + kwargs
+      tiny_cnn: {}                               # registry name defaults to the display name
+    attacks:
+      pgd: {preset: paper-celebdf, steps: 5}
+      fgsm_big: {attack: fgsm, eps: 0.1}
+    metrics: {mode: paper, quality: [tv, esnle], identity: none}
+
+``${VAR}`` and ``${VAR:-default}`` expand from the environment. Every validation error names
+the file and the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import UserError
+
+MATRIX_DIR = Path(__file__).parent / "matrices"
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+METRIC_MODES = ("paper", "clean")
+
+
+@dataclass
+class ComponentSpec:
+    """One detector or attack of the matrix: its display name, registry name and kwargs."""
+
+    label: str
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MetricsSpec:
+    mode: str = "paper"  # paper: success-only, 8-bit truncation; clean: all fakes, rounding
+    quality: list[str] = field(default_factory=list)  # tv, esnle, lpips, ssim, psnr
+    identity: str = "none"  # none | dlib | irse50 | arcface
+    identity_options: dict[str, Any] = field(default_factory=dict)
+    bootstrap: int = 1000
+
+
+@dataclass
+class MatrixConfig:
+    name: str
+    dataset: DatasetSpec
+    detectors: list[ComponentSpec]
+    attacks: list[ComponentSpec]
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    seed: int = 0
+    batch_size: int = 8
+    shard_size: int = 16
+    device: str = "auto"
+    limit: int | None = None  # max fake samples attacked (None = all)
+    sources: list[str] | None = None  # detectors used as attack sources (default: all)
+    prepare: list[str] = field(default_factory=list)  # hooks run before the matrix is built
+    explain: dict[str, Any] = field(default_factory=dict)  # {n: 4} renders grids after the run
+    report: dict[str, Any] = field(default_factory=dict)  # {benchmark_section: demo, note: ...}
+    path: str = ""
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as plain data, for the manifest and the run id (path excluded)."""
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+    @property
+    def source_specs(self) -> list[ComponentSpec]:
+        wanted = self.sources or [d.label for d in self.detectors]
+        return [d for d in self.detectors if d.label in wanted]
+
+
+def resolve_matrix_path(name_or_path: str | None) -> Path:
+    """NAME resolves to bench/matrices/NAME.yaml; anything with a suffix or slash is a path."""
+    name_or_path = name_or_path or "demo"
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or "/" in name_or_path or candidate.exists():
+        if not candidate.is_file():
+            raise UserError(f"matrix file {name_or_path} does not exist; give a YAML path or one of: "
+                            f"{', '.join(available_matrices())}")
+        return candidate
+    builtin = MATRIX_DIR / f"{name_or_path}.yaml"
+    if not builtin.is_file():
+        import difflib
+
+        close = difflib.get_close_matches(name_or_path, available_matrices(), n=2)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise UserError(f"unknown matrix {name_or_path!r}.{hint} Built-in: {', '.join(available_matrices())}")
+    return builtin
+
+
+def available_matrices() -> list[str]:
+    return sorted(p.stem for p in MATRIX_DIR.glob("*.yaml"))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except OSError as exc:
+        raise UserError(f"cannot read matrix file {path}: {exc.strerror}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a matrix must be a YAML mapping with keys name, dataset, detectors, attacks")
+    return data
+
+
+def expand_env(value: Any, where: str = "") -> Any:
+    """Expand ${VAR} / ${VAR:-default} in every string of a nested structure."""
+    if isinstance(value, str):
+        def sub(m: re.Match) -> str:
+            var, default = m.group(1), m.group(2)
+            if var in os.environ:
+                return os.environ[var]
+            if default is not None:
+                return default
+            raise UserError(f"{where}: environment variable {var} is not set (used as ${{{var}}})")
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+_TOP_KEYS = {"name", "dataset", "detectors", "attacks", "metrics", "seed", "batch_size", "shard_size",
+             "device", "limit", "sources", "prepare", "explain", "report", "description"}
+
+
+def _expect(cond: bool, path: Path, key: str, what: str, got: Any) -> None:
+    if not cond:
+        raise UserError(f"{path}: key '{key}' must be {what}, got {got!r}")
+
+
+def _components(raw: Any, path: Path, key: str, registry_key: str) -> list[ComponentSpec]:
+    _expect(isinstance(raw, dict) and raw, path, key, f"a non-empty mapping of name -> {registry_key} options",
+            raw)
+    specs = []
+    for label, kwargs in raw.items():
+        kwargs = {} if kwargs is None else kwargs
+        _expect(isinstance(kwargs, dict), path, f"{key}.{label}", "a mapping of options", kwargs)
+        kwargs = dict(kwargs)
+        name = kwargs.pop(registry_key, label)
+        _expect(isinstance(name, str), path, f"{key}.{label}.{registry_key}", "a registry name", name)
+        specs.append(ComponentSpec(str(label), name, kwargs))
+    return specs
+
+
+def parse_matrix(data: dict[str, Any], path: Path) -> MatrixConfig:
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise UserError(f"{path}: unknown key '{sorted(unknown)[0]}'; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    for key in ("dataset", "detectors", "attacks"):
+        if key not in data:
+            raise UserError(f"{path}: missing required key '{key}'")
+    data = expand_env(copy.deepcopy(data), "")
+
+    ds = data["dataset"]
+    if isinstance(ds, str):
+        ds = {"name": ds}
+    _expect(isinstance(ds, dict) and isinstance(ds.get("name"), str), path, "dataset",
+            "a mapping with a 'name'", ds)
+    ds = dict(ds)
+    dataset = DatasetSpec(ds.pop("name"), ds)
+
+    metrics_raw = data.get("metrics") or {}
+    _expect(isinstance(metrics_raw, dict), path, "metrics", "a mapping", metrics_raw)
+    metrics = MetricsSpec()
+    for k, v in metrics_raw.items():
+        if not hasattr(metrics, k):
+            raise UserError(f"{path}: unknown key 'metrics.{k}'; allowed: mode, quality, identity, "
+                            "identity_options, bootstrap")
+        setattr(metrics, k, v)
+    _expect(metrics.mode in METRIC_MODES, path, "metrics.mode", f"one of {METRIC_MODES}", metrics.mode)
+    _expect(isinstance(metrics.quality, list), path, "metrics.quality", "a list", metrics.quality)
+    _expect(isinstance(metrics.bootstrap, int), path, "metrics.bootstrap", "an integer", metrics.bootstrap)
+
+    cfg = MatrixConfig(
+        name=str(data.get("name") or path.stem),
+        dataset=dataset,
+        detectors=_components(data["detectors"], path, "detectors", "detector"),
+        attacks=_components(data["attacks"], path, "attacks", "attack"),
+        metrics=metrics,
+        path=str(path),
+    )
+    for key, kind in (("seed", int), ("batch_size", int), ("shard_size", int)):
+        if key in data:
+            _expect(isinstance(data[key], kind) and not isinstance(data[key], bool), path, key,
+                    "an integer", data[key])
+            setattr(cfg, key, data[key])
+    for key in ("batch_size", "shard_size"):
+        _expect(getattr(cfg, key) > 0, path, key, "a positive integer", getattr(cfg, key))
+    if data.get("limit") is not None:
+        _expect(isinstance(data["limit"], int) and data["limit"] > 0, path, "limit", "a positive integer",
+                data["limit"])
+        cfg.limit = data["limit"]
+    if "device" in data:
+        _expect(isinstance(data["device"], str), path, "device", "a string like cpu, cuda, cuda:1 or auto",
+                data["device"])
+        cfg.device = data["device"]
+    if data.get("sources") is not None:
+        labels = [d.label for d in cfg.detectors]
+        _expect(isinstance(data["sources"], list) and all(s in labels for s in data["sources"]), path,
+                "sources", f"a list of detector names among {labels}", data["sources"])
+        cfg.sources = data["sources"]
+    for key in ("prepare",):
+        if key in data:
+            _expect(isinstance(data[key], list), path, key, "a list", data[key])
+            setattr(cfg, key, data[key])
+    for key in ("explain", "report"):
+        if key in data:
+            _expect(isinstance(data[key], dict), path, key, "a mapping", data[key])
+            setattr(cfg, key, data[key])
+    return cfg
+
+
+def validate_names(cfg: MatrixConfig) -> None:
+    """Check every registry name (with did-you-mean) before any work starts."""
+    from bench.registry import ATTACKS, DATASETS, DETECTORS, UnknownNameError
+
+    try:
+        DATASETS.get(cfg.dataset.name)
+        for spec in cfg.detectors:
+            DETECTORS.get(spec.name)
+        for spec in cfg.attacks:
+            ATTACKS.resolve_kwargs(spec.name, spec.kwargs)
+    except UnknownNameError as exc:
+        raise UserError(f"{cfg.path}: {exc}") from None
+
+
+def load_matrix(name_or_path: str | None, prepare: bool = True, quiet: bool = False) -> MatrixConfig:
+    """Read, prepare and validate a matrix. ``prepare`` hooks (e.g. building the offline demo
+    world) run first because they may define the ${VARS} the rest of the file uses."""
+    path = resolve_matrix_path(name_or_path)
+    data = read_yaml(path)
+    if prepare and data.get("prepare"):
+        from bench.prepare import run_prepare_hooks
+
+        _expect(isinstance(data["prepare"], list), path, "prepare", "a list of hook names", data["prepare"])
+        run_prepare_hooks(data["prepare"], path, quiet=quiet)
+    return parse_matrix(data, path)
