@@ -1,0 +1,176 @@
+"""The ``bench`` command. Every user error ends in one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bench.errors import UserError
+from bench.progress import console, say
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+                  help="artifact-bench: adversarial robustness of face-forgery detectors.")
+
+
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:  # plain `bench` runs the embedded default
+        ctx.invoke(run)
+
+
+@app.command("list")
+def list_registries() -> None:
+    """Every registry (detectors, attacks, datasets, metrics) with each entry's origin."""
+    from rich.table import Table
+
+    from bench.registry import ALL
+
+    for kind, registry in ALL.items():
+        table = Table(title=kind, title_justify="left", show_lines=False)
+        table.add_column("name", style="bold")
+        table.add_column("origin")
+        table.add_column("presets")
+        table.add_column("description")
+        for entry in registry.entries():
+            table.add_row(entry.name, entry.origin, ", ".join(sorted(entry.presets)), entry.help)
+        for name, error in registry.broken.items():
+            table.add_row(f"[red]{name}[/red]", "[red]failed to load[/red]", "", error)
+        console.print(table) if sys.stdout.isatty() else _plain_table(kind, registry)
+
+
+def _plain_table(kind, registry) -> None:
+    print(f"== {kind}")
+    for entry in registry.entries():
+        presets = f" [presets: {', '.join(sorted(entry.presets))}]" if entry.presets else ""
+        print(f"{entry.name:<20} {entry.origin:<40} {entry.help}{presets}")
+    for name, error in registry.broken.items():
+        print(f"{name:<20} FAILED TO LOAD: {error}")
+
+
+@app.command()
+def run(
+    matrix: Optional[str] = typer.Option(None, "--matrix", "-m", help="matrix NAME (bench/matrices) or YAML path; default: demo"),
+    out: Path = typer.Option(Path("results"), "--out", help="output root; the run goes to OUT/<matrix>/<run-id>"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="attack at most N fake samples"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (overrides the matrix)"),
+    fresh: bool = typer.Option(False, "--fresh", help="discard this run's stored shards and start over"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    benchmark_md: Optional[Path] = typer.Option(None, "--benchmark-md", help="BENCHMARK.md to update (default: the matrix's report.benchmark_section goes to ./BENCHMARK.md)"),
+) -> None:
+    """Run (or resume) a matrix: attack, score on every target, render tables and figures."""
+    from bench.config import load_matrix
+    from bench.runner import run_matrix
+
+    started = time.time()
+    cfg = load_matrix(matrix, quiet=quiet)
+    if cfg.report.get("placeholder"):
+        say(f"[yellow]{cfg.report['placeholder']}[/yellow]")
+    store = run_matrix(cfg, out_root=out, limit=limit, device=device, fresh=fresh, quiet=quiet)
+    if cfg.explain:
+        from bench.explain_run import explain_run
+
+        explain_run(store, n=int(cfg.explain.get("n", 4)), quiet=quiet)
+    section = cfg.report.get("benchmark_section")
+    if section:
+        from bench.report import render_benchmark_section, update_benchmark_md
+
+        target = benchmark_md or Path("BENCHMARK.md")
+        update_benchmark_md(target, section, render_benchmark_section(store, section, cfg.report.get("note", "")))
+        say(f"updated section '{section}' of {target}", quiet)
+    say(f"run folder: {store.root}  ({time.time() - started:.0f} s)", quiet)
+    print(store.root)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>"),
+    format: str = typer.Option("md", "--format", "-f", help="csv, latex or md"),
+    to: Optional[Path] = typer.Option(None, "--to", help="write here; a BENCHMARK.md gets a section instead"),
+    section: Optional[str] = typer.Option(None, "--section", help="BENCHMARK.md section name (default: the matrix name)"),
+) -> None:
+    """Render a run's tables from its stored records only."""
+    from bench.report import FORMATS, export as render, render_benchmark_section, update_benchmark_md
+    from bench.store import RunStore
+
+    if format not in FORMATS:
+        raise UserError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
+    store = RunStore.open(run_dir)
+    if to is not None and to.name == "BENCHMARK.md":
+        name = section or store.manifest["matrix"]
+        note = store.manifest.get("config", {}).get("report", {}).get("note", "")
+        update_benchmark_md(to, name, render_benchmark_section(store, name, note))
+        say(f"updated section '{name}' of {to}")
+        return
+    text = render(store, format)
+    if to is None:
+        print(text)
+    else:
+        to.write_text(text)
+        say(f"wrote {to}")
+
+
+@app.command()
+def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>")) -> None:
+    """Print a run's leaderboard and ASR matrices as terminal tables."""
+    from rich.table import Table
+
+    from bench.report import views
+    from bench.store import RunStore
+
+    store = RunStore.open(run_dir)
+    out = console.__class__()  # stdout console
+    for stem, frame in views(store).items():
+        if stem == "asr_all":
+            continue
+        frame = frame.reset_index()
+        table = Table(title=stem, title_justify="left")
+        for col in frame.columns:
+            table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fi" else "left")
+        for _, row in frame.iterrows():
+            table.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in row])
+        out.print(table)
+
+
+def _register_commands() -> None:
+    """Each module in bench/commands/ adds its own sub-command through ``register(app)``."""
+    import bench.commands as commands
+
+    for info in pkgutil.iter_modules(commands.__path__, prefix="bench.commands."):
+        importlib.import_module(info.name).register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bench.registry import UnknownNameError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except (UserError, UnknownNameError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished shards are kept; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

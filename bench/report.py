@@ -1,0 +1,235 @@
+"""Views over stored records: ASR matrices, the leaderboard, quality tables, heatmaps, and the
+CSV / LaTeX / Markdown renderings. Nothing here computes attacks; everything reads records."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.metrics.asr import asr_table
+from bench.store import RunStore, atomic_write, safe_part
+
+FORMATS = ("csv", "latex", "md")
+_EXT = {"csv": "csv", "latex": "tex", "md": "md"}
+
+
+# -- views -----------------------------------------------------------------------------------------
+def asr_long(records: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """One row per (source, attack, target): ASR in %, its 95 % interval, both denominators."""
+    table = asr_table(records, n_boot=n_boot)
+    for col in ("asr", "asr_lo", "asr_hi", "asr_inv_denominator"):
+        table[col] = 100 * table[col]
+    return table
+
+
+def asr_matrix(long: pd.DataFrame, attack: str) -> pd.DataFrame:
+    """Source x target ASR (%) for one attack; rows are sources, columns targets."""
+    sub = long[long["attack"] == attack]
+    order_s = list(dict.fromkeys(sub["source"]))
+    order_t = list(dict.fromkeys(sub["target"]))
+    matrix = sub.pivot(index="source", columns="target", values="asr").loc[order_s, order_t]
+    matrix.index.name, matrix.columns.name = "source \\ target", None
+    return matrix
+
+
+def leaderboard(long: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """Per attack: white-box ASR (diagonal) and mean transfer ASR (off-diagonal), with budget."""
+    rows = []
+    for attack, sub in long.groupby("attack", sort=False):
+        diag = sub[sub["source"] == sub["target"]]["asr"]
+        off = sub[sub["source"] != sub["target"]]["asr"]
+        first = records[records["attack"] == attack].iloc[0]
+        rows.append({
+            "attack": attack,
+            "kind": first.get("attack_kind", ""),
+            "budget": _budget_text(first),
+            "white-box ASR": float(diag.mean()) if len(diag) else math.nan,
+            "transfer ASR": float(off.mean()) if len(off) else math.nan,
+            "n": int(sub["n"].iloc[0]),
+        })
+    board = pd.DataFrame(rows).sort_values(["transfer ASR", "white-box ASR"], ascending=False, na_position="last")
+    return board.set_index("attack")
+
+
+def _budget_text(row: pd.Series) -> str:
+    parts = []
+    for key in ("norm", "eps", "steps"):
+        value = row.get(f"budget_{key}")
+        if isinstance(value, str) and value not in ("", "None", "nan"):
+            parts.append(_short(value) if key == "eps" else value)
+    return " ".join(parts)
+
+
+def _short(value: str) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except ValueError:
+        return value
+
+
+# -- renderers -------------------------------------------------------------------------------------
+def to_markdown(frame: pd.DataFrame, digits: int = 1) -> str:
+    """A GitHub table; the best (largest) value of each numeric column in bold."""
+    frame = frame.reset_index() if frame.index.name or not isinstance(frame.index, pd.RangeIndex) else frame
+    best = {c: frame[c].max() for c in frame.columns if _numeric(frame[c])}
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---:" if c in best else "---" for c in frame.columns) + "|"
+    lines = [header, rule]
+    for _, row in frame.iterrows():
+        cells = []
+        for c in frame.columns:
+            text = _fmt(row[c], digits)
+            if c in best and _is_number(row[c]) and row[c] == best[c] and not pd.isna(best[c]):
+                text = f"**{text}**"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(frame: pd.DataFrame, caption: str = "", digits: int = 1) -> str:
+    """booktabs LaTeX through pandas Styler, best value per numeric column in bold."""
+    frame = frame.copy()
+    numeric = [c for c in frame.columns if _numeric(frame[c])]
+    styler = frame.style.format(precision=digits, na_rep="n/a", subset=numeric)
+    if numeric:
+        styler = styler.highlight_max(subset=numeric, props="textbf:--rwrap;", axis=0)
+    styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+    styler = styler.format(escape="latex", subset=[c for c in frame.columns if c not in numeric])
+    return styler.to_latex(hrules=True, caption=caption or None, position_float="centering") + ""
+
+
+def _numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _fmt(value, digits: int) -> str:
+    if _is_number(value):
+        if isinstance(value, (int, np.integer)):
+            return str(int(value))
+        return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in FORMATS:
+        path = folder / f"{stem}.{_EXT[fmt]}"
+        if fmt == "csv":
+            text = frame.to_csv(float_format="%.4f")
+        elif fmt == "latex":
+            text = to_latex(frame, caption=caption)
+        else:
+            text = to_markdown(frame)
+        atomic_write(path, lambda p, t=text: p.write_text(t))
+        written.append(path)
+    return written
+
+
+def heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_s, n_t = matrix.shape
+    fig, ax = plt.subplots(figsize=(1.4 + 1.1 * n_t, 1.0 + 0.8 * n_s))
+    data = matrix.to_numpy(dtype=float)
+    im = ax.imshow(data, vmin=0, vmax=100, cmap="magma")
+    ax.set_xticks(range(n_t), labels=list(matrix.columns), rotation=30, ha="right")
+    ax.set_yticks(range(n_s), labels=list(matrix.index))
+    ax.set_xlabel("target detector")
+    ax.set_ylabel("source detector")
+    for i in range(n_s):
+        for j in range(n_t):
+            value = data[i, j]
+            ax.text(j, i, "n/a" if np.isnan(value) else f"{value:.0f}", ha="center", va="center",
+                    color="black" if (not np.isnan(value) and value > 60) else "white", fontsize=9)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="ASR (%)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png", metadata={"Software": None}))
+    plt.close(fig)
+    return path
+
+
+# -- the run's views ------------------------------------------------------------------------------
+def views(store: RunStore) -> dict[str, pd.DataFrame]:
+    """Every table of a run, by stem name; the single place tables are derived from records."""
+    records = store.records()
+    n_boot = int(store.manifest.get("config", {}).get("metrics", {}).get("bootstrap", 1000))
+    long = asr_long(records, n_boot=n_boot)
+    out = {"asr_all": long.set_index(["source", "attack", "target"]), "leaderboard": leaderboard(long, records)}
+    for attack in dict.fromkeys(long["attack"]):
+        out[f"asr_{safe_part(attack)}"] = asr_matrix(long, attack)
+    try:
+        from bench.metrics.quality_table import quality_views
+    except ImportError:  # quality views arrive with the metrics package
+        return out
+    out.update(quality_views(records, store.manifest.get("config", {}), n_boot=n_boot))
+    return out
+
+
+def render_run(store: RunStore, quiet: bool = False) -> dict[str, pd.DataFrame]:
+    tables = views(store)
+    for stem, frame in tables.items():
+        write_table(frame, store.tables_dir, stem, caption=stem.replace("_", " "))
+        if stem.startswith("asr_") and stem != "asr_all":
+            heatmap(frame, f"transfer ASR: {stem[4:]}", store.figures_dir / f"{stem}.png")
+    return tables
+
+
+def export(store: RunStore, fmt: str) -> str:
+    """One document with every table of the run in the given format."""
+    tables = views(store)
+    manifest = store.manifest
+    chunks = []
+    for stem, frame in tables.items():
+        if fmt == "md":
+            chunks.append(f"### {stem}\n\n{to_markdown(frame)}")
+        elif fmt == "latex":
+            chunks.append(f"% {stem}\n{to_latex(frame, caption=stem.replace('_', ' '))}")
+        else:
+            chunks.append(f"# {stem}\n{frame.to_csv(float_format='%.4f')}")
+    head = {"md": f"Run `{manifest['run_id']}` of matrix `{manifest['matrix']}`.\n\n",
+            "latex": f"% run {manifest['run_id']} of matrix {manifest['matrix']}\n", "csv": ""}[fmt]
+    return head + "\n".join(chunks)
+
+
+def render_benchmark_section(store: RunStore, section: str, note: str = "") -> str:
+    """The Markdown block that BENCHMARK.md holds for one run (between section markers)."""
+    tables = views(store)
+    manifest = store.manifest
+    lines = [f"## {section}", ""]
+    if note:
+        lines += [note.strip(), ""]
+    lines += [f"Matrix `{manifest['matrix']}`, run `{manifest['run_id']}`, commit `{manifest['git_commit'][:12]}`, "
+              f"torch {manifest['versions'].get('torch')}. Rendered by `bench export` from stored records; "
+              "do not edit by hand.", "", "### Leaderboard", "", to_markdown(tables["leaderboard"]).rstrip(), ""]
+    for stem, frame in tables.items():
+        if stem.startswith("asr_") and stem != "asr_all":
+            lines += [f"### Transfer ASR (%): {stem[4:]}", "", to_markdown(frame).rstrip(), ""]
+        elif stem.startswith("quality") or stem.startswith("ablation"):
+            lines += [f"### {stem.replace('_', ' ')}", "", to_markdown(frame, digits=2).rstrip(), ""]
+    return "\n".join(lines) + "\n"
+
+
+def update_benchmark_md(path: Path, section: str, body: str) -> None:
+    """Replace (or append) the block between this section's markers; other sections stay."""
+    start, end = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
+    block = f"{start}\n{body}{end}\n"
+    text = path.read_text() if path.exists() else (
+        "# BENCHMARK\n\nLeaderboards rendered from stored run records by `bench export --to BENCHMARK.md`. "
+        "Never edited by hand.\n\n")
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+    atomic_write(path, lambda p: p.write_text(text))

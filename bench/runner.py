@@ -1,0 +1,303 @@
+"""The matrix loop (DESIGN.md, "The matrix run").
+
+For each source detector and attack the adversarial set is generated once (per shard), its
+quality measured once, and it is then scored on every target detector; clean images are scored
+once per target. Every unit of work is a shard of ``shard_size`` fake samples written atomically
+by ``RunStore``; a shard that exists is never recomputed, so a killed run resumes where it stopped.
+Per-shard random seeds derive from (seed, source, attack, shard index), never from the order of
+work, so a resumed run gives the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from bench.config import MatrixConfig, validate_names
+from bench.errors import UserError
+from bench.progress import progress_bar
+from bench.registry import create_attack, create_dataset, create_detector
+from bench.store import RunStore
+from bench.types import FAKE, REAL, Attack, Detector
+
+
+def pick_device(name: str | None) -> torch.device:
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+
+
+def shard_seed(seed: int, *parts: Any) -> int:
+    digest = hashlib.sha256("/".join(map(str, (seed, *parts))).encode()).hexdigest()
+    return int(digest[:15], 16)
+
+
+def quantize(x01: torch.Tensor, mode: str) -> torch.Tensor:
+    """8-bit storage as the official code's PNGs: truncation (paper) or rounding (clean)."""
+    scaled = x01.detach().float().clamp(0, 1) * 255
+    return (torch.floor(scaled) if mode == "paper" else torch.round(scaled)).to(torch.uint8)
+
+
+def dequantize(x8: torch.Tensor) -> torch.Tensor:
+    return x8.float() / 255
+
+
+def dataset_labels(dataset) -> list[int]:
+    labels = getattr(dataset, "labels", None)
+    if labels is not None:
+        return [int(v) for v in labels]
+    return [int(dataset[i].label) for i in range(len(dataset))]
+
+
+@dataclass
+class Built:
+    """Everything a matrix needs in memory, built (and validated) before the run folder exists."""
+
+    dataset: Any
+    fakes: list[int]
+    reals: list[int]
+    detectors: dict[str, Detector]
+    attacks: dict[str, Attack]
+    device: torch.device
+
+
+def build(cfg: MatrixConfig, limit: int | None, device: str | None) -> Built:
+    validate_names(cfg)
+    dev = pick_device(device or cfg.device)
+    dataset = create_dataset(cfg.dataset.name, **cfg.dataset.options)
+    labels = dataset_labels(dataset)
+    fakes = [i for i, v in enumerate(labels) if v == FAKE]
+    reals = [i for i, v in enumerate(labels) if v == REAL]
+    if limit:
+        fakes, reals = fakes[:limit], reals[:limit]
+    if not fakes:
+        raise UserError(f"dataset {cfg.dataset.name!r} has no fake samples to attack; check its options")
+    detectors = {}
+    for spec in cfg.detectors:
+        det = create_detector(spec.name, **spec.kwargs)
+        detectors[spec.label] = det.to(dev).eval()
+    attacks = {}
+    for spec in cfg.attacks:
+        attack = create_attack(spec.name, **spec.kwargs)
+        if isinstance(attack, nn.Module):
+            attack = attack.to(dev).eval()
+        attacks[spec.label] = attack
+    needs_reals = any(a.needs_reference for a in attacks.values())
+    if needs_reals and not reals:
+        raise UserError(f"dataset {cfg.dataset.name!r} has no real samples, which "
+                        f"{', '.join(k for k, a in attacks.items() if a.needs_reference)} need as reference")
+    return Built(dataset, fakes, reals, detectors, attacks, dev)
+
+
+class MatrixRun:
+    def __init__(self, cfg: MatrixConfig, built: Built, store: RunStore, quiet: bool = False):
+        self.cfg, self.built, self.store, self.quiet = cfg, built, store, quiet
+        size = cfg.shard_size
+        self.shards = [built.fakes[i:i + size] for i in range(0, len(built.fakes), size)]
+        self.computed: list[tuple[str, ...]] = []  # shard keys computed by this process (for tests)
+        self._quality = None
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def images(self, indices: list[int]) -> tuple[torch.Tensor, list]:
+        samples = [self.built.dataset[i] for i in indices]
+        return torch.stack([s.image01.float() for s in samples]), samples
+
+    def reference_for(self, shard_index: int, n: int) -> torch.Tensor:
+        reals = self.built.reals
+        start = shard_index * self.cfg.shard_size
+        picked = [reals[(start + j) % len(reals)] for j in range(n)]
+        return self.images(picked)[0]
+
+    def batches(self, n: int) -> Iterator[slice]:
+        for start in range(0, n, self.cfg.batch_size):
+            yield slice(start, min(n, start + self.cfg.batch_size))
+
+    @torch.no_grad()
+    def p_fake(self, detector: Detector, x01: torch.Tensor) -> np.ndarray:
+        out = [detector.p_fake(x01[b].to(self.built.device)).float().cpu() for b in self.batches(len(x01))]
+        return torch.cat(out).numpy().astype(np.float64)
+
+    @property
+    def quality(self):
+        if self._quality is None:
+            from bench.metrics.measure import QualityMeter
+
+            self._quality = QualityMeter(self.cfg.metrics, self.built.device, quiet=self.quiet)
+        return self._quality
+
+    # -- the passes ------------------------------------------------------------------------------
+    def plan(self) -> list[tuple[str, Callable[[], None]]]:
+        """Every shard job in execution order, as (key, thunk); done shards are skipped inside."""
+        jobs: list[tuple[str, Callable[[], None]]] = []
+        for target in self.built.detectors:
+            for k in range(len(self.shards)):
+                jobs.append((f"clean {target} #{k}", lambda t=target, k=k: self.clean_shard(t, k)))
+        for source in [s.label for s in self.cfg.source_specs]:
+            for attack in self.built.attacks:
+                for k in range(len(self.shards)):
+                    jobs.append((f"{attack} on {source} #{k}", lambda s=source, a=attack, k=k: self.attack_shard(s, a, k)))
+        return jobs
+
+    def clean_shard(self, target: str, k: int) -> None:
+        key = ("clean", target)
+        if self.store.has(key, k, "parquet"):
+            return
+        x, samples = self.images(self.shards[k])
+        frame = pd.DataFrame({
+            "sample_index": self.shards[k],
+            "sample_id": [s.id for s in samples],
+            "video_id": [s.video_id for s in samples],
+            "label": [int(s.label) for s in samples],
+            "p_fake": self.p_fake(self.built.detectors[target], x),
+        })
+        self.store.write_frame(key, k, frame)
+        self.computed.append((*key, str(k)))
+
+    def attack_shard(self, source: str, attack_label: str, k: int) -> None:
+        adv_key = ("adv", source, attack_label)
+        if not self.store.has(adv_key, k, "safetensors"):
+            self.generate(source, attack_label, k)
+        tensors = None
+        if self.cfg.metrics.quality or self.cfg.metrics.identity != "none":
+            qkey = ("quality", source, attack_label)
+            if not self.store.has(qkey, k, "parquet"):
+                tensors = self.store.read_tensors(adv_key, k)
+                self.measure(source, attack_label, k, tensors)
+        for target in self.built.detectors:
+            skey = ("score", source, attack_label, target)
+            if self.store.has(skey, k, "parquet"):
+                continue
+            tensors = tensors or self.store.read_tensors(adv_key, k)
+            det = self.built.detectors[target]
+            frame = pd.DataFrame({"sample_index": self.shards[k],
+                                  "p_fake_adv": self.p_fake(det, dequantize(tensors["adv"]))})
+            if "inversion" in tensors:
+                frame["p_fake_inversion_image"] = self.p_fake(det, dequantize(tensors["inversion"]))
+            self.store.write_frame(skey, k, frame)
+            self.computed.append((*skey, str(k)))
+
+    def generate(self, source: str, attack_label: str, k: int) -> None:
+        attack = self.built.attacks[attack_label]
+        detector = self.built.detectors[source]
+        x, samples = self.images(self.shards[k])
+        labels = torch.tensor([int(s.label) for s in samples])
+        reference = self.reference_for(k, len(x)) if attack.needs_reference else None
+        gen = torch.Generator().manual_seed(shard_seed(self.cfg.seed, source, attack_label, k))
+        adv, inversion, info = [], [], {}
+        for b in self.batches(len(x)):
+            ref = reference[b].to(self.built.device) if reference is not None else None
+            out = attack(x[b].to(self.built.device), labels[b].to(self.built.device), detector,
+                         generator=gen, reference=ref)
+            n = b.stop - b.start
+            adv.append(quantize(out.adv01, self.cfg.metrics.mode).cpu())
+            if isinstance(out.info.get("inversion"), torch.Tensor):
+                inversion.append(quantize(out.info["inversion"], self.cfg.metrics.mode).cpu())
+            for name, value in out.info.items():
+                if name != "inversion" and isinstance(value, torch.Tensor) and value.dim() >= 1 \
+                        and value.shape[0] == n:
+                    info.setdefault(name, []).append(value.detach().float().reshape(n, -1).cpu())
+        tensors = {"adv": torch.cat(adv), "index": torch.tensor(self.shards[k], dtype=torch.int64)}
+        if inversion:
+            tensors["inversion"] = torch.cat(inversion)
+        tensors.update({f"info.{name}": torch.cat(parts) for name, parts in info.items()
+                        if sum(len(p) for p in parts) == len(x)})
+        self.store.write_tensors(("adv", source, attack_label), k, tensors)
+        self.computed.append(("adv", source, attack_label, str(k)))
+
+    def measure(self, source: str, attack_label: str, k: int, tensors: dict[str, torch.Tensor]) -> None:
+        x, _ = self.images(self.shards[k])
+        adv = dequantize(tensors["adv"])
+        inversion = dequantize(tensors["inversion"]) if "inversion" in tensors else None
+        columns = self.quality.measure(x, adv, inversion, self.built.attacks[attack_label])
+        frame = pd.DataFrame({"sample_index": self.shards[k], **columns})
+        self.store.write_frame(("quality", source, attack_label), k, frame)
+        self.computed.append(("quality", source, attack_label, str(k)))
+
+    def execute(self) -> None:
+        jobs = self.plan()
+        with progress_bar(self.quiet) as bar:
+            task = bar.add_task(f"matrix {self.cfg.name}", total=len(jobs))
+            for name, job in jobs:
+                bar.update(task, description=name)
+                job()
+                bar.advance(task)
+        self.store.write_records(self.merge())
+
+    # -- merge -----------------------------------------------------------------------------------
+    def merge(self) -> pd.DataFrame:
+        from bench.metrics.asr import success_flags
+
+        ks = range(len(self.shards))
+        clean = {t: pd.concat([self.store.read_frame(("clean", t), k) for k in ks]) for t in self.built.detectors}
+        frames = []
+        for source in [s.label for s in self.cfg.source_specs]:
+            for attack_label, attack in self.built.attacks.items():
+                adv_shards = [self.store.read_tensors(("adv", source, attack_label), k) for k in ks]
+                info = _info_columns(adv_shards)
+                qkey = ("quality", source, attack_label)
+                quality = (pd.concat([self.store.read_frame(qkey, k) for k in ks])
+                           if self.store.has(qkey, 0, "parquet") else None)
+                for target in self.built.detectors:
+                    score = pd.concat([self.store.read_frame(("score", source, attack_label, target), k) for k in ks])
+                    frame = clean[target].rename(columns={"p_fake": "p_fake_clean"}).merge(score, on="sample_index")
+                    uses_inversion = attack.is_latent and getattr(attack, "inversion_condition", True)
+                    frame["p_fake_inversion"] = (frame["p_fake_inversion_image"] if uses_inversion
+                                                 else frame["p_fake_clean"])
+                    frame = frame.drop(columns=[c for c in ["p_fake_inversion_image"] if c in frame])
+                    eligible, inv_fake, success = success_flags(frame["p_fake_clean"], frame["p_fake_inversion"],
+                                                                frame["p_fake_adv"])
+                    frame["eligible"], frame["inversion_fake"], frame["success"] = eligible, inv_fake, success
+                    frame.insert(0, "target", target)
+                    frame.insert(0, "attack_kind", "latent" if attack.is_latent else "pixel")
+                    frame.insert(0, "attack", attack_label)
+                    frame.insert(0, "source", source)
+                    frame.insert(0, "run_id", self.store.run_id)
+                    if quality is not None:
+                        frame = frame.merge(quality, on="sample_index", how="left")
+                    frame = frame.merge(info, on="sample_index", how="left")
+                    for key, value in attack.budget().items():
+                        frame[f"budget_{key}"] = str(value)
+                    frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+
+def _info_columns(shards: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
+    index = torch.cat([s["index"] for s in shards]).numpy()
+    columns: dict[str, Any] = {"sample_index": index}
+    names = sorted({k for s in shards for k in s if k.startswith("info.")})
+    for name in names:
+        if not all(name in s for s in shards):
+            continue
+        values = torch.cat([s[name] for s in shards]).numpy()
+        label = name.replace("info.", "info_")
+        columns[label] = values[:, 0] if values.shape[1] == 1 else list(values)
+    return pd.DataFrame(columns)
+
+
+def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int | None = None,
+               device: str | None = None, fresh: bool = False, quiet: bool = False) -> RunStore:
+    """Build everything (validating all inputs first), then run or resume the matrix."""
+    limit = limit or cfg.limit
+    built = build(cfg, limit, device)
+    resolved = cfg.resolved()
+    resolved["limit"] = limit
+    store = RunStore.create(Path(out_root), resolved, fresh=fresh)
+    run = MatrixRun(cfg, built, store, quiet=quiet)
+    run.execute()
+    from bench.report import render_run
+
+    render_run(store, quiet=quiet)
+    return store
