@@ -1,0 +1,47 @@
+"""A small detector trained for a few seconds on the synthetic dataset, shared by the attack tests.
+
+Not a test module (no ``test_`` prefix); the test files wrap ``trained_tiny()`` in module-scoped
+fixtures. Training is deterministic and cached per process.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from bench.data.synthetic import SyntheticFaces
+from detectors.tiny import TinyCNN
+
+
+def _batch(ds: SyntheticFaces) -> tuple[torch.Tensor, torch.Tensor]:
+    samples = [ds[i] for i in range(len(ds))]
+    return torch.stack([s.image01 for s in samples]), torch.tensor([s.label for s in samples])
+
+
+@functools.lru_cache(maxsize=1)
+def trained_tiny() -> TinyCNN:
+    """TinyCNN (width 8, 32 px) fitted to the synthetic real/fake split; >= 95 % train accuracy."""
+    x, y = _batch(SyntheticFaces(n=64, size=32, split="train", seed=3, artifact=0.03))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = TinyCNN(width=8, input_size=32)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(30):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert accuracy >= 0.95, f"tiny detector failed to train (accuracy {accuracy:.2f})"
+    return model
+
+
+@functools.lru_cache(maxsize=1)
+def test_batches() -> tuple[torch.Tensor, torch.Tensor]:
+    """(fakes, reals): 8 held-out fakes the detector calls fake, and 8 reals of the same shape."""
+    x, y = _batch(SyntheticFaces(n=32, size=32, split="test", seed=3, artifact=0.03))
+    return x[y == 1][:8].clone(), x[y == 0][:8].clone()
