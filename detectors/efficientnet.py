@@ -1,0 +1,57 @@
+"""EfficientNet detectors: a timm EfficientNet (B4 by default) with a 2-way [real, fake] head.
+
+Variants: ``efficientnet_b4``, ``tf_efficientnet_b4``, ``tf_efficientnet_b7_ns`` (the official
+Artifact-Eraser "efficient" detector; in timm 1.0 that is ``tf_efficientnet_b7`` with the
+``.ns_jft_in1k`` weights). ``channel_multiplier`` / ``depth_multiplier`` shrink the network for
+demo models through the same timm generator. Checkpoint layouts: ours (``net.*``), a bare timm
+EfficientNet with its ``classifier`` replaced by ``Linear(F, 2)`` (optionally under ``model.`` /
+``module.``), or a timm trunk plus a separate ``fc`` / ``last_linear`` / ``head`` / ``linear``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from bench.registry import register_detector
+from bench.types import Detector
+from detectors._backbones import backbone_weights_file, build_efficientnet, efficientnet_arch
+from detectors.checkpoints import add_prefix, build_detector, chain, load_backbone_weights, rename_prefix
+
+TINY = {"channel_multiplier": 0.25, "depth_multiplier": 0.2, "input_size": 64}
+
+
+class EfficientNetDetector(Detector):
+    def __init__(self, variant: str = "efficientnet_b4", channel_multiplier: float | None = None,
+                 depth_multiplier: float | None = None, drop_rate: float = 0.0, input_size: int = 256,
+                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                 backbone_weights: str | None = None, pretrained: bool = False):
+        super().__init__(input_size=input_size, mean=mean, std=std)
+        self.variant = variant
+        self.net = build_efficientnet(variant, 2, channel_multiplier, depth_multiplier, drop_rate)
+        weights = backbone_weights_file(backbone_weights, pretrained, efficientnet_arch(variant)[1])
+        if weights:
+            load_backbone_weights(self.net, weights)
+
+    def embed(self, xn: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.net.forward_features(xn), pre_logits=True)
+
+    def classify(self, xn: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.net.forward_features(xn))
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        return [self.net.bn2]  # last conv block (conv_head + BN + SiLU), 1/32 resolution
+
+    def checkpoint_adapters(self):
+        # a bare timm EfficientNet, or a trunk with the head under another name
+        heads = [rename_prefix(h, "classifier.") for h in ("fc.", "last_linear.", "head.", "linear.")]
+        return [add_prefix("net."), *(chain(h, add_prefix("net.")) for h in heads)]
+
+
+@register_detector("efficientnet_b4", presets={"tiny": TINY, "official-b7": {"variant": "tf_efficientnet_b7_ns"}})
+def efficientnet_b4(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
+                    **kwargs) -> EfficientNetDetector:
+    """timm EfficientNet-B4 (or tf_ B4 / B7-NS) with a 2-way head."""
+    return build_detector("efficientnet_b4", EfficientNetDetector, checkpoint, trust_checkpoint, strict, kwargs)
