@@ -138,7 +138,15 @@ def expand_env(value: Any, where: str = "") -> Any:
                 return default
             raise UserError(f"{where}: environment variable {var} is not set (used as ${{{var}}})")
 
-        return _ENV.sub(sub, value)
+        expanded = _ENV.sub(sub, value)
+        if expanded != value and _ENV.fullmatch(value):
+            # a value that is one whole ${VAR} takes the YAML type of its text (48 -> int)
+            try:
+                typed = yaml.safe_load(expanded)
+            except yaml.YAMLError:
+                return expanded
+            return typed if isinstance(typed, (int, float, bool)) else expanded
+        return expanded
     if isinstance(value, dict):
         return {k: expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     if isinstance(value, list):

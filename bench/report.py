@@ -103,7 +103,8 @@ def to_latex(frame: pd.DataFrame, caption: str = "", digits: int = 1) -> str:
 
 
 def _numeric(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    """Columns that take part in best-in-bold: float measurements, not counts or flags."""
+    return pd.api.types.is_float_dtype(series)
 
 
 def _is_number(value) -> bool:

@@ -1,0 +1,1 @@
+"""Example artifact-bench plugin: one detector, found through an entry point."""

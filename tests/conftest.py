@@ -1,0 +1,30 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MATRIX = ROOT / "tests" / "tiny_matrix.yaml"
+
+# keep the 2-core CI machine responsive and results thread-count independent
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+    """Run `bench ...` in a fresh interpreter, as a user would."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd or ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One uninterrupted run of the tiny matrix, shared by the tests that only read it."""
+    from bench.config import load_matrix
+    from bench.runner import run_matrix
+
+    out = tmp_path_factory.mktemp("tiny")
+    store = run_matrix(load_matrix(str(TINY_MATRIX)), out_root=out, quiet=True)
+    return store
