@@ -72,8 +72,8 @@ def _short(value: str) -> str:
 
 
 # -- renderers -------------------------------------------------------------------------------------
-def to_markdown(frame: pd.DataFrame, digits: int = 1) -> str:
-    """A GitHub table; the best (largest) value of each numeric column in bold."""
+def to_markdown(frame: pd.DataFrame, digits: int = 1, bold: bool = True) -> str:
+    """A GitHub table; with ``bold``, the largest value of each float column in bold."""
     frame = frame.reset_index() if frame.index.name or not isinstance(frame.index, pd.RangeIndex) else frame
     best = {c: frame[c].max() for c in frame.columns if _numeric(frame[c])}
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
@@ -83,19 +83,19 @@ def to_markdown(frame: pd.DataFrame, digits: int = 1) -> str:
         cells = []
         for c in frame.columns:
             text = _fmt(row[c], digits)
-            if c in best and _is_number(row[c]) and row[c] == best[c] and not pd.isna(best[c]):
+            if bold and c in best and _is_number(row[c]) and row[c] == best[c] and not pd.isna(best[c]):
                 text = f"**{text}**"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def to_latex(frame: pd.DataFrame, caption: str = "", digits: int = 1) -> str:
-    """booktabs LaTeX through pandas Styler, best value per numeric column in bold."""
+def to_latex(frame: pd.DataFrame, caption: str = "", digits: int = 1, bold: bool = True) -> str:
+    """booktabs LaTeX through pandas Styler; with ``bold``, the largest value per float column in bold."""
     frame = frame.copy()
     numeric = [c for c in frame.columns if _numeric(frame[c])]
     styler = frame.style.format(precision=digits, na_rep="n/a", subset=numeric)
-    if numeric:
+    if numeric and bold:
         styler = styler.highlight_max(subset=numeric, props="textbf:--rwrap;", axis=0)
     styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
     styler = styler.format(escape="latex", subset=[c for c in frame.columns if c not in numeric])
@@ -119,6 +119,11 @@ def _fmt(value, digits: int) -> str:
     return str(value)
 
 
+def bolds_best(stem: str) -> bool:
+    """ASR tables bold their best (largest) value; quality tables mix directions, so they do not."""
+    return not stem.startswith("quality")
+
+
 def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -127,12 +132,16 @@ def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "")
         if fmt == "csv":
             text = frame.to_csv(float_format="%.4f")
         elif fmt == "latex":
-            text = to_latex(frame, caption=caption)
+            text = to_latex(frame, caption=caption, digits=_digits(stem), bold=bolds_best(stem))
         else:
-            text = to_markdown(frame)
+            text = to_markdown(frame, digits=_digits(stem), bold=bolds_best(stem))
         atomic_write(path, lambda p, t=text: p.write_text(t))
         written.append(path)
     return written
+
+
+def _digits(stem: str) -> int:
+    return 3 if stem.startswith("quality") else 1
 
 
 def heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
@@ -196,9 +205,9 @@ def export(store: RunStore, fmt: str) -> str:
     chunks = []
     for stem, frame in tables.items():
         if fmt == "md":
-            chunks.append(f"### {stem}\n\n{to_markdown(frame)}")
+            chunks.append(f"### {stem}\n\n{to_markdown(frame, _digits(stem), bolds_best(stem))}")
         elif fmt == "latex":
-            chunks.append(f"% {stem}\n{to_latex(frame, caption=stem.replace('_', ' '))}")
+            chunks.append(f"% {stem}\n{to_latex(frame, stem.replace('_', ' '), _digits(stem), bolds_best(stem))}")
         else:
             chunks.append(f"# {stem}\n{frame.to_csv(float_format='%.4f')}")
     head = {"md": f"Run `{manifest['run_id']}` of matrix `{manifest['matrix']}`.\n\n",
@@ -220,7 +229,7 @@ def render_benchmark_section(store: RunStore, section: str, note: str = "") -> s
         if stem.startswith("asr_") and stem != "asr_all":
             lines += [f"### Transfer ASR (%): {stem[4:]}", "", to_markdown(frame).rstrip(), ""]
         elif stem.startswith("quality") or stem.startswith("ablation"):
-            lines += [f"### {stem.replace('_', ' ')}", "", to_markdown(frame, digits=2).rstrip(), ""]
+            lines += [f"### {stem.replace('_', ' ')}", "", to_markdown(frame, _digits(stem), bolds_best(stem)).rstrip(), ""]
     return "\n".join(lines) + "\n"
 
 

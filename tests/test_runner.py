@@ -90,3 +90,24 @@ def test_sigkill_mid_run_then_resume_gives_identical_tables(tiny_run, tmp_path):
             assert path.stat().st_mtime_ns == mtime, f"{path} was recomputed"
     for table in sorted(tiny_run.tables_dir.iterdir()):
         assert (killed_store.tables_dir / table.name).read_bytes() == table.read_bytes(), table.name
+
+
+def test_quality_columns_are_measured_on_the_stored_images(tiny_run):
+    import numpy as np
+    import torch
+
+    from bench.metrics.quality import tv_paper
+    from bench.registry import create_dataset
+    from bench.runner import dequantize
+
+    r = tiny_run.records()
+    row = r[(r.source == "checker") & (r.attack == "pgd") & (r.target == "checker")].iloc[0]
+    image = create_dataset("synthetic", n=32, size=32)[int(row.sample_index)].image01
+    assert row.q_tv_orig == np.float64(tv_paper(image[None]).item())
+    shard = tiny_run.read_tensors(("adv", "checker", "pgd"), 0)
+    pos = shard["index"].tolist().index(int(row.sample_index))
+    assert row.q_tv_adv == tv_paper(dequantize(shard["adv"][pos:pos + 1])).item()
+    assert torch.equal(shard["adv"].float(), torch.floor(shard["adv"].float()))  # stored as 8-bit
+    assert r["q_lpips"].isna().all()  # no AlexNet trunk in the test cache: n/a, never a number
+    quality = (tiny_run.tables_dir / "quality.md").read_text()
+    assert "n/a" in quality and "TV adv" in quality
