@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ TINY_MATRIX = ROOT / "tests" / "tiny_matrix.yaml"
 
 # keep the 2-core CI machine responsive and results thread-count independent
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# hermetic caches: no LPIPS trunk or timm weights from the developer's machine leak into tests
+os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="bench-torch-home-")
+os.environ.setdefault("ARTIFACT_BENCH_CACHE", tempfile.mkdtemp(prefix="bench-cache-"))
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
