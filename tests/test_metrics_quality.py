@@ -148,3 +148,10 @@ def test_registry_entries():
     assert METRICS.create("tv")(x).item() == pytest.approx(tv_paper(x).item())
     assert METRICS.create("psnr")(x, x).item() == math.inf
     assert quality.QualityMetric  # the shared interface of every registered metric
+
+
+def test_esnle_chunks_large_batches_without_changing_results(monkeypatch):
+    x = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    whole = esnle(x)
+    monkeypatch.setattr(quality, "_ESNLE_BYTES", 1)  # forces one image per chunk
+    assert torch.equal(esnle(x), whole)

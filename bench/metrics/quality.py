@@ -71,6 +71,9 @@ def tv_l1_mean(x01: torch.Tensor) -> torch.Tensor:
 
 # -- ESNLE: noise level from patch-covariance eigenvalues (Chen, Zhu, Heng, ICCV 2015) ---------------
 
+_ESNLE_BYTES = 1 << 30
+
+
 def esnle(x01: torch.Tensor, patch: int = 8, stride: int = 3) -> torch.Tensor:
     """Estimated noise standard deviation per image, in 0-255 units.
 
@@ -79,8 +82,13 @@ def esnle(x01: torch.Tensor, patch: int = 8, stride: int = 3) -> torch.Tensor:
     tau = mean of the k smallest; the first k at which as many of those k eigenvalues lie above
     tau as below (mean equals median: the tail looks like pure noise) gives sigma = sqrt(tau).
     """
+    b, c, h, w = x01.shape
+    n_patches = ((h - patch) // stride + 1) * ((w - patch) // stride + 1)
+    per_image = c * patch * patch * max(n_patches, 1) * 8 * 3  # bytes: patches, centred copy, slack
+    chunk = max(1, _ESNLE_BYTES // per_image)
+    if b > chunk:  # bound memory for large batches / large images
+        return torch.cat([esnle(x01[i:i + chunk], patch, stride) for i in range(0, b, chunk)])
     x = x01.double() * 255
-    b = x.shape[0]
     cols = F.unfold(x, kernel_size=patch, stride=stride)  # (B, d, n_patches)
     if cols.shape[-1] < 2:
         raise ValueError(f"image {tuple(x.shape[-2:])} too small for {patch}x{patch} patches")
