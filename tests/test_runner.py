@@ -111,3 +111,18 @@ def test_quality_columns_are_measured_on_the_stored_images(tiny_run):
     assert r["q_lpips"].isna().all()  # no AlexNet trunk in the test cache: n/a, never a number
     quality = (tiny_run.tables_dir / "quality.md").read_text()
     assert "n/a" in quality and "TV adv" in quality
+
+
+def test_bench_explain_writes_grids_for_a_finished_run(tiny_run):
+    from PIL import Image
+
+    from conftest import run_cli
+
+    proc = run_cli("explain", str(tiny_run.root), "--attack", "pgd", "--n", "3", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    paths = [p for p in proc.stdout.split() if p.endswith(".png")]
+    assert sorted(Path(p).name for p in paths) == ["checker__pgd.png", "laplace__pgd.png"]
+    width, height = Image.open(paths[0]).size
+    assert height > width / 7 * 2.5  # three sample rows of seven panels
+    bad = run_cli("explain", str(tiny_run.root), "--attack", "nope")
+    assert bad.returncode == 2 and "is not in this run" in bad.stderr

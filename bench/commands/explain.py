@@ -1,0 +1,25 @@
+"""`bench explain RUN_DIR`: counterfactual figures (residuals and Grad-CAM) of a finished run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("explain")
+    def explain(
+        run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>"),
+        source: Optional[str] = typer.Option(None, "--source", help="only this source detector"),
+        attack: Optional[str] = typer.Option(None, "--attack", help="only this attack"),
+        n: int = typer.Option(8, "--n", min=1, help="samples per figure (successful ones first)"),
+        quiet: bool = typer.Option(False, "--quiet", "-q"),
+    ) -> None:
+        """Write figure grids: original | inversion | adversarial | residual | Grad-CAM per detector."""
+        from bench.explain_run import explain_run
+        from bench.store import RunStore
+
+        for path in explain_run(RunStore.open(run_dir), source=source, attack=attack, n=n, quiet=quiet):
+            print(path)
