@@ -43,6 +43,7 @@ def test_world_sizes_balance_and_disjoint_splits(world, cache):
     n_lfw = int((~world.index["colour"]).sum()) // 2
     assert 10 <= n_lfw <= 12 and len(world) == 8 * 8 + 2 * n_lfw
     assert world[0].image01.shape == (3, 64, 64) and world.images.dtype == np.uint8
+    assert world[0].meta["kind"] == "real" and world[0].video_id == world[0].meta["identity"]
     assert world.labels.count(0) == world.labels.count(1)
     train = create_dataset("demo", split="train", cache_dir=str(cache), **SMALL)
     test = create_dataset("demo", split="test", cache_dir=str(cache), **SMALL)

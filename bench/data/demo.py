@@ -158,8 +158,8 @@ class DemoFaces(torch.utils.data.Dataset):
             raise IndexError(i)
         row = self.index.iloc[i]
         image = torch.from_numpy(self.images[i].copy()).permute(2, 0, 1).float().div_(255.0)
-        meta = {k: row[k] for k in ("identity", "kind", "donor", "split", "jpeg_quality")}
-        meta["colour"] = bool(row["colour"])
+        meta = {k: str(row[k]) for k in ("identity", "kind", "donor", "split")}
+        meta.update(colour=bool(row["colour"]), jpeg_quality=int(row["jpeg_quality"]))
         return Sample(id=str(row["id"]), image01=image, label=int(row["label"]), video_id=str(row["video_id"]),
                       frame=int(row["frame"]), meta=meta)
 
