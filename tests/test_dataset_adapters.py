@@ -51,6 +51,24 @@ def test_dlib_detector_finds_the_fixture_face_and_not_a_blank_frame():
     assert detector.detect(blank_frame()) == []
 
 
+def test_dlib_cnn_detector_and_retinaface_errors(tmp_path, monkeypatch):
+    boxes = make_face_detector("dlib-cnn").detect(face_frame())
+    assert len(boxes) == 1 and 40 <= (boxes[0][0] + boxes[0][2]) / 2 <= 90
+    with pytest.raises(UserError, match="face_model=PATH"):
+        make_face_detector("retinaface")
+    model = tmp_path / "det_10g.onnx"
+    model.write_bytes(b"onnx")
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # as on a machine without onnxruntime
+                        lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    with pytest.raises(UserError, match="pip install onnxruntime"):
+        make_face_detector("retinaface", model)
+    with pytest.raises(UserError, match="dlib, dlib-cnn, retinaface"):
+        make_face_detector("mtcnn")
+
+
 def test_crop_face_is_square_centred_and_pads_at_the_border():
     rgb = np.zeros((100, 100, 3), np.uint8)
     rgb[40:60, 40:60] = 255
