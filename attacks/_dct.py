@@ -45,7 +45,9 @@ class DCT2d:
         self.mw = axis_matrix(width, block).to(device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mh @ x @ self.mw.T
+        with torch.autocast(x.device.type, enabled=False):  # exactness needs full precision
+            return self.mh @ x.to(self.mh.dtype) @ self.mw.T
 
     def inverse(self, c: torch.Tensor) -> torch.Tensor:
-        return self.mh.T @ c @ self.mw
+        with torch.autocast(c.device.type, enabled=False):
+            return self.mh.T @ c.to(self.mh.dtype) @ self.mw

@@ -111,7 +111,8 @@ class StatisticalConsistencyAttack(Attack):
             for _ in range(self.steps):
                 for t in params.values():
                     t.requires_grad_(True)
-                adv, penalty = self._degrade(x0, params, basis, grid)
+                with torch.autocast(x0.device.type, enabled=False):  # degradations in fp32
+                    adv, penalty = self._degrade(x0, params, basis, grid)
                 loss = self.lambda_mmd * multi_kernel_mmd(detector.features(adv), real_features) + penalty
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
                 with torch.no_grad():

@@ -91,3 +91,10 @@ def test_efaa_rejects_unknown_modes():
         create_attack("efaa", transform="wavelet")
     with pytest.raises(UserError):
         create_attack("efaa", mode="spatial")
+
+
+def test_dct_stays_exact_under_bf16_autocast():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    dct = DCT2d(32, 32, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert (dct.inverse(dct.forward(x)) - x).abs().max() < 1e-6
