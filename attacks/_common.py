@@ -64,6 +64,9 @@ class TwoWayLogits(nn.Module):
     def __init__(self, detector: nn.Module):
         super().__init__()
         self.detector = detector
+        # Mirror the detector's own flag (a fresh Module says training=True, and torchattacks would
+        # "restore" that by calling train() on the whole detector after the attack).
+        self.training = detector.training
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         logits = self.detector(x01)

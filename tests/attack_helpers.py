@@ -41,7 +41,7 @@ def trained_tiny() -> TinyCNN:
 
 
 @functools.lru_cache(maxsize=1)
-def test_batches() -> tuple[torch.Tensor, torch.Tensor]:
+def held_out_batches() -> tuple[torch.Tensor, torch.Tensor]:
     """(fakes, reals): 8 held-out fakes the detector calls fake, and 8 reals of the same shape."""
     x, y = _batch(SyntheticFaces(n=32, size=32, split="test", seed=3, artifact=0.03))
     return x[y == 1][:8].clone(), x[y == 0][:8].clone()

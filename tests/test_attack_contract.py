@@ -1,0 +1,44 @@
+"""Every pixel-space attack honours the Attack contract: shape, range, budget, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from attack_helpers import held_out_batches, trained_tiny
+
+from bench.registry import ATTACKS, create_attack
+
+PIXEL_ATTACKS = ["fgsm", "pgd", "mifgsm", "efaa", "statattack", "mstatattack"]
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return trained_tiny()
+
+
+def configurations():
+    for name in PIXEL_ATTACKS:
+        yield name, None
+        for preset in ATTACKS.get(name).presets:
+            yield name, preset
+
+
+@pytest.mark.parametrize("name,preset", list(configurations()))
+def test_contract(detector, name, preset):
+    fakes, reals = (t[:4] for t in held_out_batches())
+    kwargs = {} if preset is None else {"preset": preset}
+    if name != "fgsm" or (preset or "").startswith("official"):
+        kwargs["steps"] = 2
+    attack = create_attack(name, **kwargs)
+    budget = attack.budget()
+    assert set(budget) == {"norm", "eps", "steps"} and budget["norm"] == "linf" and budget["steps"] >= 1
+    reference = reals if attack.needs_reference else None
+    labels = torch.ones(4, dtype=torch.long)
+    a = attack(fakes, labels, detector, torch.Generator().manual_seed(11), reference=reference)
+    b = attack(fakes, labels, detector, torch.Generator().manual_seed(11), reference=reference)
+    assert torch.equal(a.adv01, b.adv01)  # deterministic given the generator
+    assert a.adv01.shape == fakes.shape and a.adv01.dtype == torch.float32
+    assert a.adv01.min() >= 0 and a.adv01.max() <= 1
+    assert (a.adv01 - fakes).abs().max() <= budget["eps"] + 1e-6
+    assert a.info["linf"].shape == (4,)
+    assert not detector.training
