@@ -42,7 +42,7 @@ def load_layout(name: str) -> dict:
 def load_fixture(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     path = shared_reference() / "parity" / name
     with safe_open(str(path), framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f}
         meta = f.metadata() or {}
     return tensors, meta
 
@@ -70,7 +70,7 @@ def deterministic_fill(model: torch.nn.Module, family: str) -> None:
     keys = set(sd)
     with torch.no_grad():
         for key, t in sd.items():
-            if not t.is_floating_point() or key.endswith("kernel") or key.endswith("num_batches_tracked"):
+            if not t.is_floating_point() or key.endswith(("kernel", "num_batches_tracked")):
                 continue
             g = torch.Generator()
             g.manual_seed(zlib.crc32(key.encode("utf-8")))

@@ -11,7 +11,7 @@ and ``style_dim`` shrink the model for the offline demo; defaults give the offic
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +54,8 @@ class Encoder4Editing(nn.Module):
         units = stage_units(num_layers, units)
         widths = tuple(int(c) for c in widths)
         self.n_styles, self.input_size, self.style_dim = n_styles, input_size, style_dim
-        self.config = dict(num_layers=num_layers, mode=mode, n_styles=n_styles, input_size=input_size,
-                           style_dim=style_dim, units=list(units), widths=list(widths))
+        self.config = {"num_layers": num_layers, "mode": mode, "n_styles": n_styles, "input_size": input_size,
+                           "style_dim": style_dim, "units": list(units), "widths": list(widths)}
         self.input_layer = input_layer(widths[0])
         self.body = ir_body(units, widths, mode)
         ends = [sum(units[: k + 1]) - 1 for k in range(4)]

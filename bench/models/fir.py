@@ -9,7 +9,7 @@ the official buffer name ``kernel`` so their state-dict keys match the published
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

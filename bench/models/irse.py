@@ -9,7 +9,7 @@ layout. The module names (``input_layer``, ``body.<i>.shortcut_layer`` / ``res_l
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
