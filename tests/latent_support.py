@@ -42,7 +42,7 @@ def load_layout(name: str) -> dict:
 def load_fixture(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     path = shared_reference() / "parity" / name
     with safe_open(str(path), framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
         meta = f.metadata() or {}
     return tensors, meta
 
