@@ -219,6 +219,8 @@ class InversionOnly(LatentAttackBase):
     """Control: the inversion G(E(x)) itself, zero steps. Its ASR (applied by the runner):
     original fake and G(E(x)) real."""
 
+    inversion_condition = False  # the runner grades it without the "inversion still fake" condition
+
     def budget(self) -> dict[str, Any]:
         return {"norm": "sign-step in W+", "eps": 0.0, "steps": 0}
 
