@@ -76,6 +76,7 @@ class MatrixConfig:
     prepare: list[str] = field(default_factory=list)  # hooks run before the matrix is built
     explain: dict[str, Any] = field(default_factory=dict)  # {n: 4} renders grids after the run
     report: dict[str, Any] = field(default_factory=dict)  # {benchmark_section: demo, note: ...}
+    files: dict[str, Any] = field(default_factory=dict)  # path -> {what, where}: for missing-file messages
     path: str = ""
 
     def resolved(self) -> dict[str, Any]:
@@ -148,14 +149,15 @@ def expand_env(value: Any, where: str = "") -> Any:
             return typed if isinstance(typed, (int, float, bool)) else expanded
         return expanded
     if isinstance(value, dict):
-        return {k: expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {(expand_env(k, where) if isinstance(k, str) else k): expand_env(v, f"{where}.{k}" if where else str(k))
+                for k, v in value.items()}
     if isinstance(value, list):
         return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 
 _TOP_KEYS = {"name", "dataset", "detectors", "attacks", "metrics", "seed", "batch_size", "shard_size",
-             "device", "limit", "sources", "prepare", "explain", "report", "description"}
+             "device", "limit", "sources", "prepare", "explain", "report", "files", "description"}
 
 
 def _expect(cond: bool, path: Path, key: str, what: str, got: Any) -> None:
@@ -238,7 +240,7 @@ def parse_matrix(data: dict[str, Any], path: Path) -> MatrixConfig:
         if key in data:
             _expect(isinstance(data[key], list), path, key, "a list", data[key])
             setattr(cfg, key, data[key])
-    for key in ("explain", "report"):
+    for key in ("explain", "report", "files"):
         if key in data:
             _expect(isinstance(data[key], dict), path, key, "a mapping", data[key])
             setattr(cfg, key, data[key])

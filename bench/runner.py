@@ -75,7 +75,10 @@ class Built:
 
 
 def build(cfg: MatrixConfig, limit: int | None, device: str | None) -> Built:
+    from bench.preflight import check_inputs
+
     validate_names(cfg)
+    check_inputs(cfg)
     dev = pick_device(device or cfg.device)
     dataset = create_dataset(cfg.dataset.name, **cfg.dataset.options)
     labels = dataset_labels(dataset)

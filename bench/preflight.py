@@ -1,0 +1,61 @@
+"""Check every input file a matrix names before any work starts.
+
+A paper matrix needs a dataset tree and several official checkpoints. Rather than failing on
+the first one an hour into a run, ``check_inputs`` lists everything that is missing at once:
+the dataset adapter's own required files (``missing_files`` of its module) and every detector,
+attack or identity option that names a file. A matrix may describe its files in a top-level
+``files:`` mapping (path -> {what, where}) so the message says what each is and where the
+official release publishes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.config import MatrixConfig
+from bench.errors import UserError
+
+FILE_KEYS = ("checkpoint", "weights", "model_path", "root", "encoder_checkpoint", "generator_checkpoint",
+             "backbone_weights")
+
+
+def _named_files(options: dict[str, Any], where: str) -> list[tuple[str, str]]:
+    return [(str(value), f"{where}.{key}") for key, value in options.items()
+            if key in FILE_KEYS and isinstance(value, str) and value]
+
+
+def missing_inputs(cfg: MatrixConfig) -> list[tuple[str, str, str]]:
+    """(path, what, where published) for every required input that does not exist."""
+    from bench.data.layout import missing_files
+
+    missing: list[tuple[str, str, str]] = []
+    root = cfg.dataset.options.get("root")
+    if root is not None:
+        for item in missing_files(cfg.dataset.name, root):
+            missing.append((item.path, item.what, item.where))
+    named = []
+    for spec in cfg.detectors:
+        named += _named_files(spec.kwargs, f"detectors.{spec.label}")
+    for spec in cfg.attacks:
+        named += _named_files(spec.kwargs, f"attacks.{spec.label}")
+    named += _named_files(cfg.metrics.identity_options, "metrics.identity_options")
+    seen = {m[0] for m in missing}
+    for path, key in named:
+        if path in seen or Path(path).expanduser().exists():
+            continue
+        seen.add(path)
+        about = cfg.files.get(path, {}) if isinstance(cfg.files, dict) else {}
+        missing.append((path, about.get("what", f"file named by {key}"), about.get("where", "")))
+    return missing
+
+
+def check_inputs(cfg: MatrixConfig) -> None:
+    missing = missing_inputs(cfg)
+    if not missing:
+        return
+    lines = [f"{cfg.path}: {len(missing)} input(s) missing; nothing was run:"]
+    for path, what, where in missing:
+        lines.append(f"  - {path}: {what}" + (f" (published by: {where})" if where else ""))
+    lines.append("Set the environment variables the matrix uses (see its header) or place the files there.")
+    raise UserError("\n".join(lines))
