@@ -10,7 +10,7 @@ EfficientNet with its ``classifier`` replaced by ``Linear(F, 2)`` (optionally un
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

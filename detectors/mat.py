@@ -21,7 +21,7 @@ its part centres are the batch means (a stateless stand-in for the paper's movin
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -18,12 +18,12 @@ DeepfakeBench): its logit difference ``w_fake - w_real`` is the single logit.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from timm.models.xception import SeparableConv2d
+from torch import nn
 
 from bench.registry import register_detector
 from bench.types import Detector, two_way
@@ -95,13 +95,13 @@ class RECCEDetector(Detector):
             load_backbone_weights(self.encoder, weights)
         self.rec_weight = float(rec_weight)
         c = self.encoder.middle_channels
-        ch = [max(8, int(round(n * width))) for n in (256, 128, 64)]
+        ch = [max(8, round(n * width)) for n in (256, 128, 64)]
         self.decoder1 = up_block(c, ch[0])  # 1/8
         self.decoder2 = up_block(ch[0], ch[1])  # 1/4
         self.decoder3 = up_block(ch[1], ch[2])  # 1/2
         self.decoder4 = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
                                       nn.Conv2d(ch[2], 3, 1), nn.Tanh())  # full size
-        self.reasoning = GraphReasoning(c, (ch[0], ch[1]), max(8, int(round(graph_dims * width))))
+        self.reasoning = GraphReasoning(c, (ch[0], ch[1]), max(8, round(graph_dims * width)))
         self.attention = GuidedAttention(c)
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.encoder.num_features, 1)
