@@ -42,8 +42,8 @@ def build_efficientnet(variant: str, num_classes: int, channel_multiplier: float
     arch, _ = efficientnet_arch(variant)
     if channel_multiplier is None and depth_multiplier is None:
         return timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
-    from timm.models.efficientnet import _gen_efficientnet  # the generator behind every B0-B8 name
     from timm.models._efficientnet_builder import BN_EPS_TF_DEFAULT
+    from timm.models.efficientnet import _gen_efficientnet  # the generator behind every B0-B8 name
 
     cm0, dm0 = EFFICIENTNET_SCALING[arch]
     extra: dict[str, Any] = {}
@@ -64,7 +64,7 @@ class XceptionNet(nn.Module):
         super().__init__()
 
         def ch(c: int) -> int:
-            return max(8, int(round(c * width)))
+            return max(8, round(c * width))
 
         self.middle_blocks = int(middle_blocks)
         self.conv1 = nn.Conv2d(3, ch(32), 3, 2, 0, bias=False)

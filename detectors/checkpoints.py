@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -160,7 +161,7 @@ def fit_state_dict(sd: StateDict, model: nn.Module,
     """Find the peeling + adapter combination that makes ``sd`` match ``model``'s keys/shapes;
     returns the best candidate and its mismatch (``size == 0`` when it fits exactly)."""
     expected = model.state_dict()
-    options: list[Adapter] = [lambda s: s, *adapters, *getattr(model, "checkpoint_adapters", lambda: [])()]
+    options: list[Adapter] = [lambda s: s, *adapters, *getattr(model, "checkpoint_adapters", list)()]
     best: tuple[StateDict, Mismatch] | None = None
     for peeled in _peeled(sd):
         for adapt in options:

@@ -10,7 +10,7 @@ equals ``timm.create_model("legacy_xception", num_classes=2)`` key for key at fu
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
