@@ -33,7 +33,7 @@ def missing_inputs(cfg: MatrixConfig) -> list[tuple[str, str, str]]:
     root = cfg.dataset.options.get("root")
     if root is not None:
         for item in missing_files(cfg.dataset.name, root):
-            missing.append((item.path, item.what, item.where))
+            missing.append((item.path, item.what, item.where_published))
     named = []
     for spec in cfg.detectors:
         named += _named_files(spec.kwargs, f"detectors.{spec.label}")

@@ -78,3 +78,15 @@ def test_env_expansion_and_missing_variable(tmp_path, monkeypatch):
     path.write_text(text.replace("${TINY_SIZE:-48}", "${NOT_SET_ANYWHERE}"))
     with pytest.raises(UserError, match="NOT_SET_ANYWHERE"):
         load_matrix(str(path))
+
+
+@pytest.mark.parametrize("matrix", ["celebdf", "ffpp", "dfdc"])
+def test_paper_matrix_without_data_lists_every_missing_file(matrix, tmp_path):
+    proc = run_cli("run", "--matrix", matrix, "--out", str(tmp_path / "r"), cwd=tmp_path,
+                   env={"ARTIFACT_BENCH_WEIGHTS": str(tmp_path / "weights")})
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "nothing was run" in proc.stderr
+    for name in ("efficientnet_b4.pth", "xception.pth", "mat.pth", "recce.pth", "e4e_finetuned.pt", "model_ir_se50.pth"):
+        assert name in proc.stderr
+    assert "root folder" in proc.stderr  # the dataset tree, with where it is published
+    assert not (tmp_path / "r").exists()
