@@ -16,6 +16,7 @@ while ranks wait for one another, and works across nodes. The compute device is 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from bench.errors import UserError
+from bench.store import write_json
 
 T = TypeVar("T")
 
@@ -139,7 +141,15 @@ class Ranks:
         pending = self.broadcast([name for name, _ in run.plan(pending_only=True)])
         mine = set(share(pending, self.rank, self.world_size))
         run.work([(name, job) for name, job in run.plan() if name in mine])
+        self.log(run.store, sorted(mine, key=pending.index), str(run.built.device))
         self.barrier()
         if self.is_main:
             run.store.write_records(run.merge())
         return self.is_main
+
+    def log(self, store, jobs: list[str], device: str) -> None:
+        """``ranks/rankN.json`` in the run folder: which host, device and jobs this rank ran last
+        (to tell which rank did what on a cluster)."""
+        write_json(store.root / "ranks" / f"rank{self.rank}.json",
+                   {"rank": self.rank, "world_size": self.world_size, "host": socket.gethostname(),
+                    "device": device, "jobs": jobs})
