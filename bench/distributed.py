@@ -67,10 +67,9 @@ def compute_device(preference: str | None, local_rank: int) -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise UserError(f"device {preference!r} requested but CUDA is not available; use --device cpu")
-    if local_rank >= torch.cuda.device_count():
-        raise UserError(f"local rank {local_rank} has no GPU (this node has {torch.cuda.device_count()}); "
-                        "set --nproc_per_node to at most the GPU count")
-    return torch.device(f"cuda:{local_rank}")
+    # modulo: srun binding one GPU per task leaves each rank one visible device (cuda:0), and
+    # more ranks than GPUs on a node share them round robin
+    return torch.device(f"cuda:{local_rank % torch.cuda.device_count()}")
 
 
 class Ranks:

@@ -12,7 +12,7 @@ import torch
 from conftest import ROOT, TINY_MATRIX
 
 from bench.config import load_matrix
-from bench.distributed import compute_device, launch_info, share
+from bench.distributed import Ranks, compute_device, launch_info, share
 from bench.errors import UserError
 from bench.runner import MatrixRun, build
 from bench.store import RunStore
@@ -138,3 +138,27 @@ def test_killed_rank_then_rerun_at_another_world_size_completes_identically(tiny
     for path, mtime in survivors.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was recomputed"
     _same_tables(run_dir, tiny_run)
+
+
+def test_launch_detection_and_the_distributed_flag(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"):
+        monkeypatch.delenv(var, raising=False)
+    assert Ranks.start(None) is None  # a plain run stays single-process
+    with pytest.raises(UserError, match="needs a launcher"):
+        Ranks.start(True)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert Ranks.start(False) is None  # --no-distributed ignores a launcher's variables
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(UserError, match="MASTER_ADDR"):
+        Ranks.start(None)
+
+
+def test_a_bad_matrix_stops_every_rank_with_rank_0s_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY_MATRIX.read_text().replace("fgsm: {eps: 0.035}", "fgsm: {attack: fgsn}"))
+    cmd = [*_torchrun(tmp_path, 2)[:-6], "run", "--matrix", str(bad), "--out", str(tmp_path), "--quiet"]
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0
+    assert "fgsn" in done.stderr and "rank 0 failed" in done.stderr  # rank 1 does not wait forever
+    assert not list(tmp_path.glob("tiny/*/shards"))
