@@ -138,9 +138,10 @@ class Ranks:
         # rank 0 lists what is left; no rank writes a shard before it has this list, so every
         # rank partitions the same list
         pending = self.broadcast([name for name, _ in run.plan(pending_only=True)])
-        mine = set(share(pending, self.rank, self.world_size))
-        run.work([(name, job) for name, job in run.plan() if name in mine])
-        self.log(run.store, sorted(mine, key=pending.index), str(run.built.device))
+        mine = share(pending, self.rank, self.world_size)
+        wanted = set(mine)
+        run.work([(name, job) for name, job in run.plan() if name in wanted])
+        self.log(run.store, mine, str(run.built.device))
         self.barrier()
         if self.is_main:
             run.store.write_records(run.merge())
