@@ -55,32 +55,35 @@ def tiny_matrix_scaling() -> None:
         sys.exit(1)
 
 
-def eraser_cell(options: dict, detector: str, images: int, size: int) -> None:
-    """images/s of the eraser over one (source, attack) cell on cuda:0."""
+def eraser_cell(options: dict, detector: str, images: int, size: int, attack: str = "eraser",
+                device: str = "cuda:0") -> None:
+    """images/s of the eraser (or ``attack``) over one (source, attack) cell on ``device``."""
     import torch
 
     from bench.config import parse_matrix
     from bench.runner import MatrixRun, build
     from bench.store import RunStore
 
-    data = {"name": "scale-eraser", "seed": 0, "device": "cuda:0", "batch_size": options.pop("batch_size", 8),
+    data = {"name": "scale-eraser", "seed": 0, "device": device, "batch_size": options.pop("batch_size", 8),
             "shard_size": options.pop("shard_size", 16), "dataset": {"name": "synthetic", "n": 2 * images, "size": size},
-            "detectors": {"source": {"detector": detector}}, "attacks": {"eraser": {"attack": "eraser", **options}}}
+            "detectors": {"source": {"detector": detector}}, "attacks": {"eraser": {"attack": attack, **options}}}
     cfg = parse_matrix(data, Path("benchmarks/scale.py"))
-    built = build(cfg, images, "cuda:0")
+    built = build(cfg, images, device)
+    sync = torch.cuda.synchronize if built.device.type == "cuda" else (lambda: None)
     with tempfile.TemporaryDirectory() as tmp:
         run = MatrixRun(cfg, built, RunStore.create(Path(tmp), {**cfg.resolved(), "limit": images}), quiet=True)
         if len(run.shards) < 2:
             sys.exit(f"--images {images}: give more than one shard ({cfg.shard_size} images) to time")
         run.generate("source", "eraser", 0)  # warm-up shard: kernels, cuDNN autotuning
-        torch.cuda.synchronize()
+        sync()
         started = time.perf_counter()
         for k in range(1, len(run.shards)):
             run.generate("source", "eraser", k)
-        torch.cuda.synchronize()
+        sync()
         seconds = time.perf_counter() - started
     n = sum(len(s) for s in run.shards[1:])
-    print(f"eraser cell on {torch.cuda.get_device_name(0)}: {n} images in {seconds:.1f} s "
+    where = torch.cuda.get_device_name(built.device) if built.device.type == "cuda" else "cpu"
+    print(f"{attack} cell on {where}: {n} images in {seconds:.1f} s "
           f"= {n / seconds:.2f} images/s (detector {detector}, {size}px, options {json.dumps(options)})")
 
 
