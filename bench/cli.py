@@ -62,16 +62,34 @@ def run(
     fresh: bool = typer.Option(False, "--fresh", help="discard this run's stored shards and start over"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     benchmark_md: Optional[Path] = typer.Option(None, "--benchmark-md", help="BENCHMARK.md to update (default: the matrix's report.benchmark_section goes to ./BENCHMARK.md)"),
+    distributed: Optional[bool] = typer.Option(None, "--distributed/--no-distributed", help="split the shards over the ranks of a torchrun/srun launch (default: detect torchrun)"),
 ) -> None:
     """Run (or resume) a matrix: attack, score on every target, render tables and figures."""
+    from bench.distributed import Ranks
+
+    ranks = Ranks.start(distributed)
+    try:
+        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks)
+    finally:
+        if ranks is not None:
+            ranks.close()
+
+
+def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks) -> None:
     from bench.config import load_matrix
     from bench.runner import run_matrix
 
     started = time.time()
-    cfg = load_matrix(matrix, quiet=quiet)
-    if cfg.report.get("placeholder"):
+    if ranks is None:
+        cfg = load_matrix(matrix, quiet=quiet)
+    else:  # prepare hooks write shared files: rank 0 first; progress and messages on rank 0 only
+        quiet = quiet or not ranks.is_main
+        cfg = ranks.main_first(load_matrix, matrix, quiet=quiet)
+    if cfg.report.get("placeholder") and (ranks is None or ranks.is_main):
         say(f"[yellow]{cfg.report['placeholder']}[/yellow]")
-    store = run_matrix(cfg, out_root=out, limit=limit, device=device, fresh=fresh, quiet=quiet)
+    store = run_matrix(cfg, out_root=out, limit=limit, device=device, fresh=fresh, quiet=quiet, ranks=ranks)
+    if ranks is not None and not ranks.is_main:
+        return
     if cfg.explain:
         from bench.explain_run import explain_run
 

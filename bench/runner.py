@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from bench.config import MatrixConfig, validate_names
+from bench.distributed import Ranks, compute_device
 from bench.errors import UserError
 from bench.progress import progress_bar
 from bench.registry import create_attack, create_dataset, create_detector
@@ -142,17 +143,28 @@ class MatrixRun:
         return self._quality
 
     # -- the passes ------------------------------------------------------------------------------
-    def plan(self) -> list[tuple[str, Callable[[], None]]]:
-        """Every shard job in execution order, as (key, thunk); done shards are skipped inside."""
+    def plan(self, pending_only: bool = False) -> list[tuple[str, Callable[[], None]]]:
+        """Every shard job in execution order, as (key, thunk); done shards are skipped inside.
+        ``pending_only`` leaves out the jobs whose every shard file exists."""
         jobs: list[tuple[str, Callable[[], None]]] = []
         for target in self.built.detectors:
             for k in range(len(self.shards)):
-                jobs.append((f"clean {target} #{k}", lambda t=target, k=k: self.clean_shard(t, k)))
+                if not (pending_only and self.store.has(("clean", target), k, "parquet")):
+                    jobs.append((f"clean {target} #{k}", lambda t=target, k=k: self.clean_shard(t, k)))
         for source in [s.label for s in self.cfg.source_specs]:
             for attack in self.built.attacks:
                 for k in range(len(self.shards)):
-                    jobs.append((f"{attack} on {source} #{k}", lambda s=source, a=attack, k=k: self.attack_shard(s, a, k)))
+                    if not (pending_only and self.attack_done(source, attack, k)):
+                        jobs.append((f"{attack} on {source} #{k}",
+                                     lambda s=source, a=attack, k=k: self.attack_shard(s, a, k)))
         return jobs
+
+    def attack_done(self, source: str, attack_label: str, k: int) -> bool:
+        needs_quality = self.cfg.metrics.quality or self.cfg.metrics.identity != "none"
+        return (self.store.has(("adv", source, attack_label), k, "safetensors")
+                and (not needs_quality or self.store.has(("quality", source, attack_label), k, "parquet"))
+                and all(self.store.has(("score", source, attack_label, t), k, "parquet")
+                        for t in self.built.detectors))
 
     def clean_shard(self, target: str, k: int) -> None:
         key = ("clean", target)
@@ -230,14 +242,16 @@ class MatrixRun:
         self.computed.append(("quality", source, attack_label, str(k)))
 
     def execute(self) -> None:
-        jobs = self.plan()
+        self.work(self.plan())
+        self.store.write_records(self.merge())
+
+    def work(self, jobs: list[tuple[str, Callable[[], None]]]) -> None:
         with progress_bar(self.quiet) as bar:
             task = bar.add_task(f"matrix {self.cfg.name}", total=len(jobs))
             for name, job in jobs:
                 bar.update(task, description=name)
                 job()
                 bar.advance(task)
-        self.store.write_records(self.merge())
 
     # -- merge -----------------------------------------------------------------------------------
     def merge(self) -> pd.DataFrame:
@@ -291,15 +305,25 @@ def _info_columns(shards: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
 
 
 def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int | None = None,
-               device: str | None = None, fresh: bool = False, quiet: bool = False) -> RunStore:
-    """Build everything (validating all inputs first), then run or resume the matrix."""
+               device: str | None = None, fresh: bool = False, quiet: bool = False,
+               ranks: Ranks | None = None) -> RunStore:
+    """Build everything (validating all inputs first), then run or resume the matrix. With
+    ``ranks`` (a torchrun launch) this process computes its share; only rank 0 merges and renders."""
     limit = limit or cfg.limit
-    built = build(cfg, limit, device)
     resolved = cfg.resolved()
     resolved["limit"] = limit
-    store = RunStore.create(Path(out_root), resolved, fresh=fresh)
+    if ranks is None:
+        built = build(cfg, limit, device)
+        store = RunStore.create(Path(out_root), resolved, fresh=fresh)
+    else:  # rank 0 first: building may fill shared caches, and it alone creates the run folder
+        rank_device = str(compute_device(device or cfg.device, ranks.local_rank))
+        built = ranks.main_first(build, cfg, limit, rank_device)
+        store = ranks.main_first(lambda: RunStore.create(Path(out_root), resolved, fresh=fresh and ranks.is_main))
     run = MatrixRun(cfg, built, store, quiet=quiet)
-    run.execute()
+    if ranks is None:
+        run.execute()
+    elif not ranks.execute(run):
+        return store  # this rank's shards are on disk; rank 0 merges and renders
     from bench.report import render_run
 
     render_run(store, quiet=quiet)
