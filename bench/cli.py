@@ -21,7 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions
 @app.callback(invoke_without_command=True)
 def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:  # plain `bench` runs the embedded default
-        ctx.invoke(run)
+        run(matrix=None, out=Path("results"), limit=None, device=None, fresh=False, quiet=False,
+            benchmark_md=None, distributed=None)
 
 
 @app.command("list")

