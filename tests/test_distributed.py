@@ -65,7 +65,7 @@ def test_three_way_split_computes_each_shard_once_and_merges_identically(tiny_ru
         assert len(run.plan(pending_only=True)) == TINY_JOBS - sum(len(share(pending, r, 3)) for r in range(rank + 1))
     assert not (computed[0] & computed[1]) and not (computed[0] & computed[2]) and not (computed[1] & computed[2])
     # every shard file: 8 clean + 24 adv + 24 x 2 targets score
-    assert sum(map(len, computed)) == 8 + 24 + 48
+    assert sum(map(len, computed)) == 8 + 24 + 24 + 48  # clean, adv, quality, 2 targets x score
     merged = MatrixRun(cfg, built, store).merge()
     pd.testing.assert_frame_equal(merged, tiny_run.records())
 
