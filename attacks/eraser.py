@@ -145,7 +145,9 @@ class ArtifactEraser(LatentAttackBase):
         amp = autocast_for(dev, self.amp)
         with torch.no_grad(), amp:
             w0 = self.stack.invert(x01).float()
-            inversion = self._render(w0, gen, size).float().clamp(0, 1)
+        # The inversion image G(w0) is the walk's first render (a step-0 pass sees w = w0 for every
+        # sample), so it costs no generator pass of its own.
+        inversion: torch.Tensor | None = None
         rowmask = torch.zeros(1, w0.shape[1], 1, dtype=torch.bool, device=dev)
         rowmask[:, self.rows] = True
         w = w0.clone()
@@ -163,6 +165,8 @@ class ArtifactEraser(LatentAttackBase):
                 with torch.no_grad(), amp:
                     check = self._render(w_act, gen, size)
                     p_check = self._p_fake(detector, check)
+                if inversion is None:
+                    inversion = check.float().clamp(0, 1)
                 self._freeze(idx, p_check, check, t, done, steps_taken, out, p_walk)
                 keep = ~done[idx]
                 idx, w_act = idx[keep], w_act[keep]
@@ -172,6 +176,8 @@ class ArtifactEraser(LatentAttackBase):
             with amp:
                 img = self._render(w_req, gen, size)
                 p = self._p_fake(detector, img)
+            if inversion is None:
+                inversion = img.detach().float().clamp(0, 1)
             loss = ((p - self.target) ** 2).sum()
             grad, = torch.autograd.grad(loss, w_req)
             p = p.detach()
@@ -191,11 +197,14 @@ class ArtifactEraser(LatentAttackBase):
             still = ~done[idx]
             w[idx] = torch.where(rowmask & still[:, None, None], new, w_act)
         with torch.no_grad(), amp:
+            if inversion is None:  # steps == 0
+                inversion = self._render(w0, gen, size).float().clamp(0, 1)
             redo = torch.ones_like(done) if self.resample_output else ~done
             idx = redo.nonzero().squeeze(1)
             if idx.numel():
                 out[idx] = self._render(w[idx], gen, size).float()
         adv = out.clamp(0, 1).contiguous()
+        inversion = inversion.contiguous()
         info = {"inversion": inversion, "steps": steps_taken, "latent_change": (w - w0).norm(dim=2),
                 "p_fake_walk": p_walk}
         return EraserResult(AttackOutput(adv, info), w0, w)
