@@ -159,3 +159,13 @@ def test_presets_and_budget(models, tmp_path):
     assert torch.equal(atk.stack.latent_avg, stack.latent_avg)
     with pytest.raises(UserError, match="encoder and a generator"):
         create_attack("eraser", preset="paper-dfdc")
+
+
+def test_max_batch_chunks_give_the_same_result(models):
+    stack, d, x = models
+    whole = eraser(stack, steps=4).search(x, d)
+    chunked = eraser(stack, steps=4, max_batch=3).search(x, d)
+    assert torch.allclose(chunked.w0, whole.w0, atol=1e-5)
+    assert torch.allclose(chunked.output.adv01, whole.output.adv01, atol=1e-3)
+    assert set(chunked.output.info) == set(whole.output.info)
+    assert chunked.output.info["latent_change"].shape == (8, 10)
