@@ -120,8 +120,8 @@ def _fmt(value, digits: int) -> str:
 
 
 def bolds_best(stem: str) -> bool:
-    """ASR tables bold their best (largest) value; quality tables mix directions, so they do not."""
-    return not stem.startswith("quality")
+    """ASR tables bold their best (largest) value; quality and ablation tables mix directions."""
+    return not stem.startswith(("quality", "ablation"))
 
 
 def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "") -> list[Path]:
@@ -141,7 +141,7 @@ def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "")
 
 
 def _digits(stem: str) -> int:
-    return 3 if stem.startswith("quality") else 1
+    return 3 if stem.startswith(("quality", "ablation")) else 1
 
 
 def heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
@@ -181,11 +181,12 @@ def views(store: RunStore) -> dict[str, pd.DataFrame]:
     out = {"asr_all": long.set_index(["source", "attack", "target"]), "leaderboard": leaderboard(long, records)}
     for attack in dict.fromkeys(long["attack"]):
         out[f"asr_{safe_part(attack)}"] = asr_matrix(long, attack)
-    try:
-        from bench.metrics.quality_table import quality_views
-    except ImportError:  # quality views arrive with the metrics package
-        return out
-    out.update(quality_views(records, store.manifest.get("config", {}), n_boot=n_boot))
+    from bench.ablation import ablation_views
+    from bench.metrics.quality_table import quality_views
+
+    config = store.manifest.get("config", {})
+    out.update(quality_views(records, config, n_boot=n_boot))
+    out.update(ablation_views(records, config))
     return out
 
 
@@ -195,6 +196,9 @@ def render_run(store: RunStore, quiet: bool = False) -> dict[str, pd.DataFrame]:
         write_table(frame, store.tables_dir, stem, caption=stem.replace("_", " "))
         if stem.startswith("asr_") and stem != "asr_all":
             heatmap(frame, f"transfer ASR: {stem[4:]}", store.figures_dir / f"{stem}.png")
+    from bench.ablation import latent_change_figures
+
+    latent_change_figures(store.records(), store.figures_dir)
     return tables
 
 
