@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -29,23 +29,24 @@ def parse_options(pairs: list[str], flag: str) -> dict[str, Any]:
 def register(app: typer.Typer) -> None:
     @app.command("train-detector")
     def train_detector_command(
-        detector: str = typer.Option(..., "--detector", help="registered detector name"),
-        dataset: str = typer.Option(..., "--dataset", help="registered dataset name"),
-        out: Path = typer.Option(..., "--out", help="output weights, NAME.safetensors (+ NAME.json)"),
+        detector: Annotated[str, typer.Option("--detector", help="registered detector name")],
+        dataset: Annotated[str, typer.Option("--dataset", help="registered dataset name")],
+        out: Annotated[Path, typer.Option("--out", help="output weights, NAME.safetensors (+ NAME.json)")],
         epochs: int = typer.Option(5, "--epochs", min=1),
-        opt: list[str] = typer.Option([], "--opt", help="dataset option key=value (repeatable)"),
-        detector_opt: list[str] = typer.Option([], "--detector-opt",
-                                               help="detector kwarg key=value (repeatable)"),
-        preset: Optional[str] = typer.Option(None, "--preset", help="detector preset, e.g. tiny"),
-        val_dataset_opt: list[str] = typer.Option(
-            [], "--val-opt", help="options of a separate validation dataset (same name); "
-            "without them a --val-fraction of the videos is held out"),
+        opt: Annotated[list[str] | None, typer.Option(
+            "--opt", help="dataset option key=value (repeatable)")] = None,
+        detector_opt: Annotated[list[str] | None, typer.Option(
+            "--detector-opt", help="detector kwarg key=value (repeatable)")] = None,
+        preset: str | None = typer.Option(None, "--preset", help="detector preset, e.g. tiny"),
+        val_dataset_opt: Annotated[list[str] | None, typer.Option(
+            "--val-opt", help="options of a separate validation dataset (same name); "
+            "without them a --val-fraction of the videos is held out")] = None,
         val_fraction: float = typer.Option(0.2, "--val-fraction"),
         batch_size: int = typer.Option(16, "--batch-size", min=1),
         lr: float = typer.Option(1e-3, "--lr"),
         weight_decay: float = typer.Option(1e-2, "--weight-decay"),
         seed: int = typer.Option(0, "--seed"),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if present)"),
+        device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda if present)"),
         hflip: bool = typer.Option(False, "--hflip/--no-hflip", help="random horizontal flips"),
         resume: bool = typer.Option(True, "--resume/--no-resume", help="continue from OUT.resume.pt"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -54,6 +55,7 @@ def register(app: typer.Typer) -> None:
         from bench.registry import create_dataset
         from bench.training import train_detector
 
+        opt, detector_opt, val_dataset_opt = opt or [], detector_opt or [], val_dataset_opt or []
         dataset_opts = parse_options(opt, "--opt")
         kwargs = parse_options(detector_opt, "--detector-opt")
         if preset:
