@@ -11,14 +11,20 @@ import torch
 from bench.errors import UserError
 from bench.registry import create_dataset, create_detector
 from bench.training import balanced_order, evaluate, split_by_video, train_detector
+from detectors import checkpoints
 from detectors.checkpoints import load_trained
+
+
+def _killed(*args, **kwargs):
+    """Stands in for the final save: the run dies after its last epoch's resume file."""
+    raise KeyboardInterrupt
 
 
 def test_trained_detector_separates_held_out_samples_and_reloads(tmp_path):
     train = create_dataset("synthetic", n=160, size=64, frames_per_video=1, split="train")
     held_out = create_dataset("synthetic", n=64, size=64, frames_per_video=1, split="test")
     out = tmp_path / "xception_syn.safetensors"
-    result = train_detector("xception", train, 3, out, {"preset": "tiny"}, seed=0, quiet=True,
+    result = train_detector("xception", train, 4, out, {"preset": "tiny"}, seed=0, quiet=True,
                             dataset_info={"name": "synthetic", "options": {"n": 160}})
     test_metrics = evaluate(result.detector, held_out, 32, "cpu")
     assert test_metrics["val_auc"] > 0.9, test_metrics
@@ -26,7 +32,7 @@ def test_trained_detector_separates_held_out_samples_and_reloads(tmp_path):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["detector"] == "xception" and meta["kwargs"]["width"] == 0.125  # preset resolved
     assert meta["input_size"] == 64 and meta["mean"] == [0.5] * 3 and meta["seed"] == 0
-    assert meta["dataset"]["name"] == "synthetic" and len(meta["history"]) == 3
+    assert meta["dataset"]["name"] == "synthetic" and len(meta["history"]) == 4
     assert meta["metrics"]["val_auc"] == result.metrics["val_auc"]
     assert not out.with_name(out.stem + ".resume.pt").exists()
 
@@ -43,12 +49,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, monkeypatch):
     straight = train_detector("xception", data, 2, tmp_path / "a.safetensors", kwargs, batch_size=8,
                               quiet=True)
 
-    import detectors.checkpoints as checkpoints
-
-    def killed(*args, **kw):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoints, "save_trained", killed)
+    monkeypatch.setattr(checkpoints, "save_trained", _killed)
     with pytest.raises(KeyboardInterrupt):  # dies after epoch 1, before writing the weights
         train_detector("xception", data, 1, tmp_path / "b.safetensors", kwargs, batch_size=8, quiet=True)
     assert (tmp_path / "b.resume.pt").exists()
@@ -65,9 +66,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, monkeypatch):
 
 def test_resume_refuses_a_different_run(tmp_path, monkeypatch):
     data = create_dataset("synthetic", n=16, size=32, frames_per_video=1, split="train")
-    import detectors.checkpoints as checkpoints
-
-    monkeypatch.setattr(checkpoints, "save_trained", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(checkpoints, "save_trained", _killed)
     with pytest.raises(KeyboardInterrupt):
         train_detector("xception", data, 1, tmp_path / "c.safetensors", {"preset": "tiny"}, quiet=True)
     monkeypatch.undo()
