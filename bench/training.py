@@ -256,8 +256,12 @@ def _save_resume(path: Path, key: str, epoch: int, model: nn.Module, optimizer: 
 
 def _load_resume(path: Path, key: str, model: nn.Module, optimizer: torch.optim.Optimizer,
                  generator: torch.Generator) -> tuple[int, list[dict[str, float]]]:
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if state.get("key") != key:
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign file
+        raise UserError(f"resume file {str(path)!r} is unreadable ({type(exc).__name__}); delete it "
+                        "or pass --no-resume") from exc
+    if not isinstance(state, dict) or state.get("key") != key:
         raise UserError(f"resume file {str(path)!r} belongs to a different run (detector, kwargs, "
                         "dataset or optimiser settings changed); delete it or pass --no-resume")
     model.load_state_dict(state["model"])
