@@ -39,11 +39,9 @@ class TinyCNN(Detector):
 
 
 @register_detector("tiny_cnn")
-def tiny_cnn(checkpoint: str | None = None, trust_checkpoint: bool = False, **kwargs) -> TinyCNN:
+def tiny_cnn(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
+             **kwargs) -> TinyCNN:
     """Tiny 3-layer CNN (tests and harness benchmarks)."""
-    model = TinyCNN(**kwargs)
-    if checkpoint:
-        from detectors.checkpoints import load_into
+    from detectors.checkpoints import build_detector
 
-        load_into(model, checkpoint, trust_checkpoint=trust_checkpoint)
-    return model.eval()
+    return build_detector("tiny_cnn", TinyCNN, checkpoint, trust_checkpoint, strict, kwargs)
