@@ -8,9 +8,9 @@ batched modulated-conv form, bf16 autocast + channels_last on CUDA. Both run the
 semantics: fixed step count, no early stop, full mask, random noise, sign steps.
 
 Models (random weights): StyleGAN2 256 px, channel_multiplier 1; EfficientNet-B4 (timm,
-num_classes 2) at 256; a small e4e-style encoder (the encoder runs once per image in both, so
-it is kept small; --official-encoder uses IR-SE50). The default run is short; the official clip
-has 14 frames (--frames 14).
+num_classes 2) at 256; a tiny e4e-style encoder (it runs once per image on both sides, so it is
+kept tiny and the timing measures the walk; --official-encoder uses IR-SE50). The default run
+is short; the official clip has 14 frames (--frames 14).
 
     OMP_NUM_THREADS=2 python -m benchmarks.eraser --steps 2 --clips 2 --frames 2
 """
@@ -53,7 +53,7 @@ def official_style_attack(stack: LatentStack, detector: TimmDetector, clip01: to
     """One clip, fp32, two generator passes per step, fused modulated conv (the official loop)."""
     g = stack.generator
     with torch.no_grad():
-        w = stack.encoder(F.interpolate(clip01, size=stack.encoder_input_size) * 2 - 1) + stack.latent_avg
+        w = stack.invert(clip01)  # E(x) + latent_avg, as ours
     target = torch.zeros(clip01.shape[0])
     mask = torch.arange(g.n_latent)  # full mask
     for _ in range(steps):
@@ -76,7 +76,8 @@ def build(args: argparse.Namespace) -> tuple[LatentStack, TimmDetector]:
     if args.official_encoder:
         e = Encoder4Editing(50, "ir_se", n_styles=g.n_latent).eval()
     else:
-        e = Encoder4Editing(n_styles=g.n_latent, input_size=256, units=(1, 1, 1, 1)).eval()
+        # tiny (64 px input, box-pooled from 256): the encoder runs once per image on both sides
+        e = Encoder4Editing(n_styles=g.n_latent, input_size=64, units=(1, 1, 1, 1), widths=(16, 16, 32, 32)).eval()
     d = TimmDetector(timm.create_model("efficientnet_b4", pretrained=False, num_classes=2).eval(), args.size).eval()
     return LatentStack(e, g, g.mean_latent(1000, torch.Generator().manual_seed(0))), d
 

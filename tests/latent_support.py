@@ -19,14 +19,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def shared_reference() -> Path:
     """``$ARTIFACT_BENCH_SHARED`` (the shared folder or its ``reference/``), else
-    ``../shared/reference`` beside the repo (CI layout), else /work/shared/reference.
+    ``../shared/reference`` beside the repo (CI layout) or one level further up.
     Fails loudly: the parity tests must never be skipped silently."""
     candidates = []
     env = os.environ.get("ARTIFACT_BENCH_SHARED")
     if env:
         candidates += [Path(env) / "reference", Path(env)]
-    candidates += [REPO_ROOT.parent / "shared" / "reference", REPO_ROOT.parent.parent / "shared" / "reference",
-                   Path("/work/shared/reference")]
+    # CI copies shared/ beside the clone; a worktree may sit one level deeper (wt/<name>)
+    candidates += [REPO_ROOT.parent / "shared" / "reference", REPO_ROOT.parent.parent / "shared" / "reference"]
     for c in candidates:
         if (c / "layouts").is_dir() and (c / "parity").is_dir():
             return c
