@@ -94,7 +94,7 @@ def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks) -> None:
     if cfg.explain:
         from bench.explain_run import explain_run
 
-        explain_run(store, n=int(cfg.explain.get("n", 4)), quiet=quiet)
+        explain_run(store, n=int(cfg.explain.get("n", 4)), attack=cfg.explain.get("attacks"), quiet=quiet)
     section = cfg.report.get("benchmark_section")
     if section:
         from bench.report import render_benchmark_section, update_benchmark_md

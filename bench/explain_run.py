@@ -24,18 +24,20 @@ def _pick(records, source: str, attack: str, n: int) -> list[int]:
     return [int(i) for i in rows["sample_index"].head(n)]
 
 
-def explain_run(store: RunStore, source: str | None = None, attack: str | None = None, n: int = 8,
+def explain_run(store: RunStore, source: str | None = None, attack: str | list[str] | None = None, n: int = 8,
                 quiet: bool = False) -> list[Path]:
     from bench.explain import explain_figure
 
     config = store.manifest["config"]
     records = store.records()
     sources = [source] if source else list(dict.fromkeys(records["source"]))
-    attacks = [attack] if attack else list(dict.fromkeys(records["attack"]))
-    for name, known in (("source", set(records["source"])), ("attack", set(records["attack"]))):
-        chosen = source if name == "source" else attack
-        if chosen and chosen not in known:
-            raise UserError(f"--{name} {chosen!r} is not in this run; it has: {', '.join(sorted(known))}")
+    wanted_attacks = [attack] if isinstance(attack, str) else attack
+    attacks = wanted_attacks or list(dict.fromkeys(records["attack"]))
+    for name, chosen, known in (("source", [source] if source else [], set(records["source"])),
+                                ("attack", attacks, set(records["attack"]))):
+        for value in chosen:
+            if value not in known:
+                raise UserError(f"--{name} {value!r} is not in this run; it has: {', '.join(sorted(known))}")
     dataset = create_dataset(config["dataset"]["name"], **config["dataset"]["options"])
     detectors = {d["label"]: create_detector(d["name"], **d["kwargs"]).eval() for d in config["detectors"]}
     written = []

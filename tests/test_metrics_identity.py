@@ -193,3 +193,25 @@ def test_arcface_points_from_dlib_68_landmarks(faces):
     assert ((pts[:, 0] > left) & (pts[:, 0] < left + w) & (pts[:, 1] > top) & (pts[:, 1] < top + h)).all()
     # same geometry as insightface's 112 px template: eye distance ~35 px of a 112 crop of a ~1.2x face box
     assert 0.3 < (right_eye[0] - left_eye[0]) / w < 0.5
+
+
+def test_dlib_originals_are_located_and_described_once_per_image():
+    """A matrix compares the same originals with many attacks: the memo must not change results."""
+    from skimage import data
+
+    from bench.metrics.identity import DlibBackend, id_retention
+
+    face = torch.from_numpy(data.astronaut()[20:220, 140:340].copy()).permute(2, 0, 1).float() / 255
+    orig = torch.nn.functional.interpolate(face[None], size=(96, 96), mode="area").repeat(2, 1, 1, 1)
+    orig[1] = orig[1].flip(-1)
+    adv = (orig + 0.02).clamp(0, 1)
+    backend = DlibBackend()
+    calls = []
+    locate = backend.locate
+    backend.locate = lambda img: calls.append(1) or locate(img)
+    first = id_retention(backend, orig, adv)
+    second = id_retention(backend, orig, adv.flip(0))  # same originals, another "attack"
+    assert len(calls) == 2  # two distinct originals, each located once over both calls
+    fresh = id_retention(DlibBackend(), orig, adv.flip(0))
+    assert torch.equal(second["similarity"], fresh["similarity"])
+    assert first["same"].all()

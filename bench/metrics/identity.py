@@ -17,6 +17,8 @@ similarity; images are float (B,3,H,W) in [0,1].
 
 from __future__ import annotations
 
+import hashlib
+
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -216,22 +218,35 @@ class DlibBackend(IDBackend):
         self.locate = FaceLocator(fallback_fraction=fallback_fraction)
         self.landmarks = dlib.shape_predictor(str(landmarks))
         self.descriptor = dlib.face_recognition_model_v1(str(descriptor))
+        # A matrix compares the same originals with the output of every (source, attack): keep
+        # each original's face box and descriptor, keyed by its pixels, so each is computed once.
+        self._originals: dict[bytes, tuple[Any, np.ndarray]] = {}
 
     def boxes(self, x01: torch.Tensor) -> list:
         return [self.locate(img) for img in to_uint8_rgb(x01)]
+
+    def _describe(self, img: np.ndarray, box) -> np.ndarray:
+        return np.asarray(self.descriptor.compute_face_descriptor(img, self.landmarks(img, box), self.num_jitters))
 
     def embed(self, x01: torch.Tensor, boxes: list | None = None) -> torch.Tensor:
         images = to_uint8_rgb(x01)
         if boxes is None:
             boxes = [self.locate(img) for img in images]
-        out = [np.asarray(self.descriptor.compute_face_descriptor(img, self.landmarks(img, box),
-                                                                   self.num_jitters))
-               for img, box in zip(images, boxes)]
+        out = [self._describe(img, box) for img, box in zip(images, boxes)]
         return torch.from_numpy(np.stack(out)).float() if out else torch.zeros(0, 128)
 
     def embed_pair(self, orig01, adv01):
-        boxes = self.boxes(orig01)
-        return self.embed(orig01, boxes), self.embed(adv01, boxes)
+        boxes, originals = [], []
+        for img in to_uint8_rgb(orig01):
+            key = hashlib.sha1(img.tobytes()).digest() + bytes(str(img.shape), "ascii")
+            if key not in self._originals:
+                box = self.locate(img)
+                self._originals[key] = (box, self._describe(img, box))
+            box, descriptor = self._originals[key]
+            boxes.append(box)
+            originals.append(descriptor)
+        e_orig = torch.from_numpy(np.stack(originals)).float() if originals else torch.zeros(0, 128)
+        return e_orig, self.embed(adv01, boxes)
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a.double() - b.double()).norm(dim=1)
