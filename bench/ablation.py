@@ -98,7 +98,7 @@ def latent_change_figures(records: pd.DataFrame, folder: Path) -> list[Path]:
         fig.tight_layout()
         path = folder / f"latent_change_{safe_part(attack)}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png", metadata={"Software": None}))
+        atomic_write(path, lambda p, f=fig: f.savefig(p, dpi=120, format="png", metadata={"Software": None}))
         plt.close(fig)
         written.append(path)
     return written

@@ -7,7 +7,6 @@ import pkgutil
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -56,14 +55,14 @@ def _plain_table(kind, registry) -> None:
 
 @app.command()
 def run(
-    matrix: Optional[str] = typer.Option(None, "--matrix", "-m", help="matrix NAME (bench/matrices) or YAML path; default: demo"),
+    matrix: str | None = typer.Option(None, "--matrix", "-m", help="matrix NAME (bench/matrices) or YAML path; default: demo"),
     out: Path = typer.Option(Path("results"), "--out", help="output root; the run goes to OUT/<matrix>/<run-id>"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="attack at most N fake samples"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (overrides the matrix)"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="attack at most N fake samples"),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (overrides the matrix)"),
     fresh: bool = typer.Option(False, "--fresh", help="discard this run's stored shards and start over"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
-    benchmark_md: Optional[Path] = typer.Option(None, "--benchmark-md", help="BENCHMARK.md to update (default: the matrix's report.benchmark_section goes to ./BENCHMARK.md)"),
-    distributed: Optional[bool] = typer.Option(None, "--distributed/--no-distributed", help="split the shards over the ranks of a torchrun/srun launch (default: detect torchrun)"),
+    benchmark_md: Path | None = typer.Option(None, "--benchmark-md", help="BENCHMARK.md to update (default: the matrix's report.benchmark_section goes to ./BENCHMARK.md)"),
+    distributed: bool | None = typer.Option(None, "--distributed/--no-distributed", help="split the shards over the ranks of a torchrun/srun launch (default: detect torchrun)"),
 ) -> None:
     """Run (or resume) a matrix: attack, score on every target, render tables and figures."""
     from bench.distributed import Ranks
@@ -110,11 +109,12 @@ def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks) -> None:
 def export(
     run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>"),
     format: str = typer.Option("md", "--format", "-f", help="csv, latex or md"),
-    to: Optional[Path] = typer.Option(None, "--to", help="write here; a BENCHMARK.md gets a section instead"),
-    section: Optional[str] = typer.Option(None, "--section", help="BENCHMARK.md section name (default: the matrix name)"),
+    to: Path | None = typer.Option(None, "--to", help="write here; a BENCHMARK.md gets a section instead"),
+    section: str | None = typer.Option(None, "--section", help="BENCHMARK.md section name (default: the matrix name)"),
 ) -> None:
     """Render a run's tables from its stored records only."""
-    from bench.report import FORMATS, export as render, render_benchmark_section, update_benchmark_md
+    from bench.report import FORMATS, render_benchmark_section, update_benchmark_md
+    from bench.report import export as render
     from bench.store import RunStore
 
     if format not in FORMATS:
@@ -158,7 +158,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
 
 def _register_commands() -> None:
     """Each module in bench/commands/ adds its own sub-command through ``register(app)``."""
-    import bench.commands as commands
+    from bench import commands
 
     for info in pkgutil.iter_modules(commands.__path__, prefix="bench.commands."):
         importlib.import_module(info.name).register(app)

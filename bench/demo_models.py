@@ -30,7 +30,7 @@ DETECTORS = {
     "mat": ({"preset": "tiny", "input_size": 64}, 3),
     "recce": ({"preset": "tiny"}, 3),
 }
-AUTOENCODER_STEPS = 200
+AUTOENCODER_STEPS = 400
 RECIPE_VERSION = 1
 
 

@@ -12,9 +12,10 @@ import difflib
 import importlib
 import pkgutil
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any
 
 
 class UnknownNameError(KeyError):

@@ -244,6 +244,6 @@ def update_benchmark_md(path: Path, section: str, body: str) -> None:
     text = path.read_text() if path.exists() else (
         "# BENCHMARK\n\nLeaderboards rendered from stored run records by `bench export --to BENCHMARK.md`. "
         "Never edited by hand.\n\n")
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
     atomic_write(path, lambda p: p.write_text(text))

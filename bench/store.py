@@ -117,7 +117,7 @@ class RunStore:
 
     # -- creation and opening ------------------------------------------------------------------
     @classmethod
-    def create(cls, out_root: Path, resolved: dict[str, Any], fresh: bool = False) -> "RunStore":
+    def create(cls, out_root: Path, resolved: dict[str, Any], fresh: bool = False) -> RunStore:
         run_id = run_id_of(resolved)
         root = Path(out_root) / resolved["name"] / run_id
         if fresh and root.exists():
@@ -140,7 +140,7 @@ class RunStore:
         return store
 
     @classmethod
-    def open(cls, root: str | Path) -> "RunStore":
+    def open(cls, root: str | Path) -> RunStore:
         root = Path(root)
         if not (root / MANIFEST).is_file():
             raise UserError(f"{root} is not a run folder (no {MANIFEST}); pass results/<matrix>/<run-id>")

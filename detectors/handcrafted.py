@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.registry import register_detector
 from bench.errors import UserError
+from bench.registry import register_detector
 from bench.types import Detector, two_way
 
 _KERNELS = {

@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 import yaml
+from conftest import ROOT, TINY_MATRIX, run_cli
 
 from bench.registry import ATTACKS, DETECTORS, Registry, UnknownNameError, create_attack, create_detector
-from conftest import ROOT, TINY_MATRIX, run_cli
 
 
 def test_builtins_are_registered_with_their_origin():

@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from conftest import ROOT, TINY_MATRIX
 
 from bench.config import load_matrix
 from bench.runner import Built, MatrixRun, build, run_matrix
 from bench.store import RunStore
-from conftest import ROOT, TINY_MATRIX
 
 
 def test_run_writes_records_tables_and_heatmaps(tiny_run):
@@ -114,9 +114,8 @@ def test_quality_columns_are_measured_on_the_stored_images(tiny_run):
 
 
 def test_bench_explain_writes_grids_for_a_finished_run(tiny_run):
-    from PIL import Image
-
     from conftest import run_cli
+    from PIL import Image
 
     proc = run_cli("explain", str(tiny_run.root), "--attack", "pgd", "--n", "3", "--quiet")
     assert proc.returncode == 0, proc.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,8 +11,8 @@ def register(app: typer.Typer) -> None:
     @app.command("explain")
     def explain(
         run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>"),
-        source: Optional[str] = typer.Option(None, "--source", help="only this source detector"),
-        attack: Optional[str] = typer.Option(None, "--attack", help="only this attack"),
+        source: str | None = typer.Option(None, "--source", help="only this source detector"),
+        attack: str | None = typer.Option(None, "--attack", help="only this attack"),
         n: int = typer.Option(8, "--n", min=1, help="samples per figure (successful ones first)"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:

@@ -42,7 +42,7 @@ def asr_summary(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[
         "asr_lo": lo,
         "asr_hi": hi,
         "asr_inv_denominator": float(asr_inv),
-        "n": int(len(frame)),
+        "n": len(frame),
         "n_eligible": int(eligible.sum()),
         "n_inversion_fake": int(inversion_fake.sum()),
         "n_success": int(success.sum()),

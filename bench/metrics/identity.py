@@ -18,7 +18,6 @@ similarity; images are float (B,3,H,W) in [0,1].
 from __future__ import annotations
 
 import hashlib
-
 import importlib.util
 from pathlib import Path
 from typing import Any

@@ -40,7 +40,7 @@ def quality_rows(records: pd.DataFrame, subset: str, n_boot: int = 1000) -> tupl
         eligible = group[group["eligible"]]
         asr = 100 * group["success"].sum() / len(eligible) if len(eligible) else math.nan
         chosen = group[group["success"]] if subset == "success" else group
-        row = {"source": source, "attack": attack, "ASR (%)": asr, "n": int(len(chosen))}
+        row = {"source": source, "attack": attack, "ASR (%)": asr, "n": len(chosen)}
         for column, title in COLUMNS:
             if column not in chosen:
                 continue
