@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import torch
 
 from bench.data.synthetic import SyntheticFaces
@@ -45,3 +46,22 @@ def held_out_batches() -> tuple[torch.Tensor, torch.Tensor]:
     """(fakes, reals): 8 held-out fakes the detector calls fake, and 8 reals of the same shape."""
     x, y = _batch(SyntheticFaces(n=32, size=32, split="test", seed=3, artifact=0.03))
     return x[y == 1][:8].clone(), x[y == 0][:8].clone()
+
+
+# Fixtures shared by the attack test modules (imported there by name).
+FAKE_LABELS = torch.ones(8, dtype=torch.long)
+
+
+@pytest.fixture(scope="module")
+def detector() -> TinyCNN:
+    return trained_tiny()
+
+
+@pytest.fixture(scope="module")
+def fakes() -> torch.Tensor:
+    return held_out_batches()[0]
+
+
+@pytest.fixture(scope="module")
+def batches() -> tuple[torch.Tensor, torch.Tensor]:
+    return held_out_batches()

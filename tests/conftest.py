@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# the attack tests' shared fixtures (a trained tiny detector and held-out batches)
+pytest_plugins = ["attack_helpers"]
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MATRIX = ROOT / "tests" / "tiny_matrix.yaml"
 

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attack_helpers import held_out_batches, trained_tiny
+from attack_helpers import held_out_batches
 
 from bench.registry import ATTACKS, create_attack
 
 PIXEL_ATTACKS = ["fgsm", "pgd", "mifgsm", "efaa", "statattack", "mstatattack"]
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return trained_tiny()
 
 
 def configurations():

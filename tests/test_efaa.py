@@ -6,23 +6,11 @@ import math
 
 import pytest
 import torch
-from attack_helpers import held_out_batches, trained_tiny
+from attack_helpers import FAKE_LABELS
 
 from attacks._dct import DCT2d, axis_matrix, dct_matrix
 from bench.errors import UserError
 from bench.registry import create_attack
-
-FAKE_LABELS = torch.ones(8, dtype=torch.long)
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return trained_tiny()
-
-
-@pytest.fixture(scope="module")
-def fakes():
-    return held_out_batches()[0]
 
 
 def test_dct_matrix_matches_hand_values():

@@ -6,23 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchattacks
-from attack_helpers import held_out_batches, trained_tiny
+from attack_helpers import FAKE_LABELS
 
 from attacks._common import TwoWayLogits
 from bench.errors import UserError
 from bench.registry import ATTACKS, create_attack
-
-FAKE_LABELS = torch.ones(8, dtype=torch.long)
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return trained_tiny()
-
-
-@pytest.fixture(scope="module")
-def fakes():
-    return held_out_batches()[0]
 
 
 def run(attack, detector, x, seed=0):

@@ -7,24 +7,12 @@ import math
 
 import pytest
 import torch
-from attack_helpers import held_out_batches, trained_tiny
+from attack_helpers import FAKE_LABELS
 
 from attacks._degradations import adaptive_gaussian_blur, identity_grid, polynomial_basis, warped_bias_field
 from attacks._mmd import multi_kernel_mmd
 from bench.errors import UserError
 from bench.registry import create_attack
-
-FAKE_LABELS = torch.ones(8, dtype=torch.long)
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return trained_tiny()
-
-
-@pytest.fixture(scope="module")
-def batches():
-    return held_out_batches()
 
 
 def test_mmd_of_a_batch_with_itself_is_zero_and_grows_with_a_mean_shift():
