@@ -75,9 +75,10 @@ def _short(value: str) -> str:
 def to_markdown(frame: pd.DataFrame, digits: int = 1, bold: bool = True) -> str:
     """A GitHub table; with ``bold``, the largest value of each float column in bold."""
     frame = frame.reset_index() if frame.index.name or not isinstance(frame.index, pd.RangeIndex) else frame
-    best = {c: frame[c].max() for c in frame.columns if _numeric(frame[c])}
+    # a column whose values are all equal has no best value to show
+    best = {c: frame[c].max() for c in frame.columns if _numeric(frame[c]) and frame[c].nunique() > 1}
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---:" if c in best else "---" for c in frame.columns) + "|"
+    rule = "|" + "|".join("---:" if _numeric(frame[c]) else "---" for c in frame.columns) + "|"
     lines = [header, rule]
     for _, row in frame.iterrows():
         cells = []
@@ -95,8 +96,9 @@ def to_latex(frame: pd.DataFrame, caption: str = "", digits: int = 1, bold: bool
     frame = frame.copy()
     numeric = [c for c in frame.columns if _numeric(frame[c])]
     styler = frame.style.format(precision=digits, na_rep="n/a", subset=numeric)
-    if numeric and bold:
-        styler = styler.highlight_max(subset=numeric, props="textbf:--rwrap;", axis=0)
+    varying = [c for c in numeric if frame[c].nunique() > 1]
+    if varying and bold:
+        styler = styler.highlight_max(subset=varying, props="textbf:--rwrap;", axis=0)
     styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
     styler = styler.format(escape="latex", subset=[c for c in frame.columns if c not in numeric])
     return styler.to_latex(hrules=True, caption=caption or None, position_float="centering") + ""

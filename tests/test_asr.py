@@ -40,3 +40,13 @@ def test_both_denominators_and_interval():
 def test_no_eligible_sample_gives_nan():
     frame = pd.DataFrame({"eligible": [False], "inversion_fake": [False], "success": [False], "video_id": ["v"]})
     assert np.isnan(asr_summary(frame)["asr"])
+
+
+def test_tables_bold_the_best_value_only_where_values_differ():
+    from bench.report import to_latex, to_markdown
+
+    frame = pd.DataFrame({"a": [10.0, 30.0], "b": [0.0, 0.0]}, index=pd.Index(["x", "y"], name="source"))
+    md = to_markdown(frame)
+    assert "| y | **30.0** | 0.0 |" in md and "**0.0**" not in md
+    tex = to_latex(frame)
+    assert "\\textbf{30.0}" in tex and "\\textbf{0.0}" not in tex and "\\toprule" in tex
