@@ -234,7 +234,7 @@ def render_benchmark_section(store: RunStore, section: str, note: str = "") -> s
     for stem, frame in tables.items():
         if stem.startswith("asr_") and stem != "asr_all":
             lines += [f"### Transfer ASR (%): {stem[4:]}", "", to_markdown(frame).rstrip(), ""]
-        elif stem.startswith("quality") or stem.startswith("ablation"):
+        elif (stem.startswith(("quality", "ablation"))) and stem != "quality_ci":  # intervals stay in tables/
             lines += [f"### {stem.replace('_', ' ')}", "", to_markdown(frame, _digits(stem), bolds_best(stem)).rstrip(), ""]
     return "\n".join(lines) + "\n"
 
