@@ -193,3 +193,17 @@ def test_missing_files_for_an_empty_root(tmp_path):
 
 def _forbidden(*args, **kwargs):
     raise AssertionError("a video was decoded although its crops are cached")
+
+
+def test_official_clips_and_random_dfdc_split(tmp_path):
+    root = make_dfdc(tmp_path / "dfdc")
+    clips = create_dataset("dfdc", root=str(root), split="train", frames="clip", count=1, clip_len=4,
+                           size=64, quiet=True, cache_dir=str(tmp_path / "c"))
+    assert [clips[i].frame for i in range(len(clips))] == [0, 1, 2, 3] * 2  # 4 consecutive frames each
+    from bench.data.dfdc import list_videos
+
+    test = list_videos(root, "test", test_parts=None)
+    train = list_videos(root, "train", test_parts=None)
+    assert len(test) == 1 and len(train) == 4  # 80/20 of 5 videos, seed 36
+    assert not {e.path for e in test} & {e.path for e in train}
+    assert test == list_videos(root, "test", test_parts=None)  # the same split every time

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,32 +47,37 @@ def video_key(relative_path: str) -> str:
     return stem.replace("/", "__")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
+    """``write(tmp_path)`` then rename onto ``path``: readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; cache files are plain files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: _save_npy(tmp, array))
+
+
+def _save_npy(tmp: str, array: np.ndarray) -> None:
+    with open(tmp, "wb") as fh:  # a file object: np.save(str) would append ".npy" to the name
+        np.save(fh, array)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, sort_keys=True)))
 
 
 class CropStore:
@@ -129,14 +135,7 @@ class CropStore:
                 rows.append({"video": meta["video"], "key": key, "row": row, "frame": int(frame),
                              "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3], "score": box[4]})
         index = pd.DataFrame(rows, columns=self.INDEX_COLUMNS)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".index.", suffix=".tmp")
-        os.close(fd)
-        try:
-            index.to_parquet(tmp, index=False)
-            os.replace(tmp, self.index_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.index_path, lambda tmp: index.to_parquet(tmp, index=False))
         return index
 
     def read_index(self) -> pd.DataFrame:

@@ -12,8 +12,6 @@ deterministic given ``seed`` and cached as uint8 safetensors + a parquet index u
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import torch
 from rich.console import Console
 from safetensors.numpy import load_file, save_file
 
-from bench.data.cache import cache_root, options_hash
+from bench.data.cache import atomic_write, cache_root, options_hash
 from bench.data.demo_sources import BOX, LFW_FACES, FaceSource, all_faces
 from bench.data.faces import crop_face
 from bench.data.forgery import augment, face_swap, jpeg, self_blend
@@ -112,24 +110,13 @@ def load_world(options: DemoOptions, cache_dir: str | Path | None = None, quiet:
         with console.status("building the demo world (offline faces, SBI and face-swap forgeries)"):
             images, index = build_world(options)
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic(images_path, lambda tmp: save_file({"images": images}, tmp,
-                                                   metadata={"options": json.dumps(asdict(options))}))
-        _atomic(index_path, lambda tmp: index.to_parquet(tmp, index=False))
+        atomic_write(images_path, lambda tmp: save_file({"images": images}, tmp,
+                                                        metadata={"options": json.dumps(asdict(options))}))
+        atomic_write(index_path, lambda tmp: index.to_parquet(tmp, index=False))  # the "done" marker
         console.print(f"demo world: built {len(index)} images ({options.size} px) in {folder}")
     else:
         console.print(f"demo world: {folder}")
     return load_file(str(images_path))["images"], pd.read_parquet(index_path), folder
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class DemoFaces(torch.utils.data.Dataset):

@@ -92,10 +92,15 @@ class RetinaFaceDetector:
         if not model_file or not Path(model_file).is_file():
             raise UserError(f"retinaface needs its ONNX model file (e.g. det_10g.onnx from insightface's "
                             f"buffalo_l pack); got {model_file!r}: pass face_model=PATH")
-        if importlib.util.find_spec("onnxruntime") is None:
-            raise UserError("face detector 'retinaface' needs onnxruntime (insightface imports it): "
-                            "pip install onnxruntime, or use face_detector='dlib'")
-        from insightface.model_zoo import get_model
+        missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
+        if missing:  # insightface's model zoo imports both at import time
+            raise UserError(f"face detector 'retinaface' needs {' and '.join(missing)} (insightface imports "
+                            f"them): pip install onnxruntime onnx, or use face_detector='dlib'")
+        try:
+            from insightface.model_zoo import get_model
+        except ImportError as exc:
+            raise UserError(f"face detector 'retinaface': cannot import insightface ({exc}); "
+                            "pip install insightface onnxruntime onnx") from exc
 
         self._model = get_model(str(model_file))
         self._model.prepare(ctx_id=-1, input_size=(det_size, det_size), det_thresh=threshold)
