@@ -95,7 +95,8 @@ def test_train_detector_cli(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from bench.commands.train_detector import parse_options, register
+    from bench.cli_options import parse_options
+    from bench.commands.train_detector import register
 
     assert parse_options(["n=32", "split=train", "artifact=0.1", "name=a=b"], "--opt") == \
         {"n": 32, "split": "train", "artifact": 0.1, "name": "a=b"}

@@ -7,7 +7,8 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from bench.commands.finetune_encoder import parse_options, register, run_finetune
+from bench.cli_options import parse_options
+from bench.commands.finetune_encoder import register, run_finetune
 from bench.errors import UserError
 from bench.finetune import FINETUNE_PRESETS, IdentityLoss, finetune_encoder, load_lpips, train_autoencoder
 from bench.models.checkpoints import read_e4e, save_e4e
@@ -107,7 +108,7 @@ def test_finetune_command_writes_a_readable_checkpoint(tmp_path):
 
 def test_finetune_command_user_errors(tmp_path):
     with pytest.raises(UserError, match="KEY=VALUE"):
-        parse_options(["n4"])
+        parse_options(["n4"], "--dataset-opt")
     with pytest.raises(UserError, match="--preset"):
         run_finetune("synthetic", tmp_path / "x.pt", "fast", 1, tmp_path / "o.pt")
     with pytest.raises(UserError, match="not found"):

@@ -7,20 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings -> dict, values read as YAML scalars (numbers, booleans, strings)."""
-    import yaml
-
-    from bench.errors import UserError
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--dataset-opt {pair!r} must look like KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+from bench.cli_options import parse_options
 
 
 def run_finetune(dataset: str, checkpoint: Path, preset: str, steps: int | None, out: Path,
@@ -74,5 +61,5 @@ def register(app: typer.Typer) -> None:
         """Fine-tune the e4e encoder on a dataset (l2 + LPIPS + ID loss) and save it in e4e format."""
         path = run_finetune(dataset, checkpoint, preset, steps, out, lpips_weight=lpips_weight,
                             id_weight=id_weight, irse50=irse50, batch_size=batch_size, lr=lr,
-                            dataset_opts=parse_options(dataset_opt or []), device=device, seed=seed, quiet=quiet)
+                            dataset_opts=parse_options(dataset_opt, "--dataset-opt"), device=device, seed=seed, quiet=quiet)
         print(path)

@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from bench.errors import UserError
-
-
-def parse_options(pairs: list[str], flag: str) -> dict[str, Any]:
-    """``["n=64", "split=train"]`` -> ``{"n": 64, "split": "train"}`` (values read as YAML scalars)."""
-    import yaml
-
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"{flag} {pair!r} is not key=value; write e.g. {flag} n=64")
-        try:
-            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            options[key.strip()] = value
-    return options
+from bench.cli_options import parse_options
 
 
 def register(app: typer.Typer) -> None:
