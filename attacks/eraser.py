@@ -98,9 +98,9 @@ class LatentAttackBase(Attack):
 
     def _render(self, w: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tensor:
         img = self.stack.render01(w, self._noise(w.shape[0], gen), size=size)
-        if img.is_cuda:
-            img = img.contiguous(memory_format=torch.channels_last)
-        return img
+        # channels_last propagates through the detector's convs: tensor cores on CUDA, and
+        # oneDNN runs EfficientNet-B4 forward+backward ~1.3x faster on CPU in that layout
+        return img.contiguous(memory_format=torch.channels_last)
 
 
 @dataclass

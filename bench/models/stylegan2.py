@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models.fir import Blur, FusedLeakyReLU, Upsample, fused_leaky_relu
+from bench.models.fir import SQRT2, Blur, FusedLeakyReLU, Upsample, fused_leaky_relu
 
 NoiseMode = Literal["random", "const"]
 
@@ -79,9 +79,9 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         if not self.fused:
-            return self._forward_unfused(x, style)
+            return self._forward_unfused(x, style, gain)
         b, cin, h, w = x.shape
         k, cout = self.kernel_size, self.out_channel
         s = self.modulation(style).view(b, 1, cin, 1, 1)
@@ -98,22 +98,28 @@ class ModulatedConv2d(nn.Module):
         out = F.conv2d(x, weight.reshape(b * cout, cin, k, k).to(x.dtype), padding=self.padding, groups=b)
         return out.view(b, cout, out.shape[-2], out.shape[-1])
 
-    def _forward_unfused(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def _forward_unfused(self, x: torch.Tensor, style: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         """Same math with shared weights: scale the input channels by the style, run one plain
-        (batched) conv, then scale the output channels by the demodulation factor. Much faster
-        than the per-sample grouped conv on CPU; equal up to float rounding."""
+        (batched) conv, then scale the output channels by the demodulation factor (times
+        ``gain``, which lets the caller fold a following constant gain into this small vector).
+        Runs channels_last: oneDNN's 3x3, transposed and depthwise (blur) convs are 1.2-1.9x
+        faster in that layout at 128-256 px on CPU, and it is the tensor-core layout on CUDA.
+        Much faster than the per-sample grouped conv on CPU; equal up to float rounding."""
         s = self.modulation(style)  # (B, in)
         weight = self.scale * self.weight[0]  # (out, in, k, k)
-        x = x * s[:, :, None, None].to(x.dtype)
+        x = x.contiguous(memory_format=torch.channels_last) * s[:, :, None, None].to(x.dtype)
         if self.upsample:
-            out = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), padding=0, stride=2)
-            out = self.blur(out)
+            weight = weight.transpose(0, 1).to(x.dtype).contiguous(memory_format=torch.channels_last)
+            out = self.blur(F.conv_transpose2d(x, weight, padding=0, stride=2))
         else:
-            out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
+            weight = weight.to(x.dtype).contiguous(memory_format=torch.channels_last)
+            out = F.conv2d(x, weight, padding=self.padding)
         if self.demodulate:
             # sum over (in, k, k) of (w * s)^2 = (s^2) @ (sum_kk w^2)^T
-            demod = torch.rsqrt((s * s) @ weight.pow(2).sum([2, 3]).t() + 1e-8)  # (B, out)
-            out = out * demod[:, :, None, None].to(out.dtype)
+            demod = torch.rsqrt((s * s) @ self.weight[0].pow(2).sum([2, 3]).t() * self.scale ** 2 + 1e-8)  # (B, out)
+            out = out * (demod * gain)[:, :, None, None].to(out.dtype)
+        elif gain != 1.0:
+            out = out * gain
         return out
 
 
@@ -145,7 +151,16 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channel)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+        if self.conv.fused:  # the official op order
+            return self.activate(self.noise(self.conv(x, style), noise))
+        # Batched form: leaky ReLU is positively homogeneous, so its sqrt(2) output gain moves into
+        # the demodulation vector, the noise weight and the bias (all small), and the bias and
+        # noise adds run in place on the fresh conv output: two fewer full-size passes forward
+        # and backward, and fewer large allocations, for the same value up to rounding.
+        out = self.conv(x, style, gain=SQRT2)
+        out = out.add_(noise.to(out.dtype) * (SQRT2 * self.noise.weight).to(out.dtype))
+        out = out.add_((SQRT2 * self.activate.bias).view(1, -1, 1, 1).to(out.dtype))
+        return F.leaky_relu(out, 0.2, inplace=True)
 
 
 class ToRGB(nn.Module):
