@@ -168,7 +168,10 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
+    from bench.cpu_allocator import keep_freed_memory
     from bench.registry import UnknownNameError
+
+    keep_freed_memory()
 
     try:
         app(args=argv, standalone_mode=False)

@@ -10,7 +10,8 @@ semantics: fixed step count, no early stop, full mask, random noise, sign steps.
 Models (random weights): StyleGAN2 256 px, channel_multiplier 1; EfficientNet-B4 (timm,
 num_classes 2) at 256; a tiny e4e-style encoder (it runs once per image on both sides, so it is
 kept tiny and the timing measures the walk; --official-encoder uses IR-SE50). The default run
-is short; the official clip has 14 frames (--frames 14).
+is short; the official clip has 14 frames (--frames 14). Both sides run in one process with
+bench.cpu_allocator's kept heap (ARTIFACT_BENCH_MALLOC=system for glibc's defaults).
 
     OMP_NUM_THREADS=2 python -m benchmarks.eraser --steps 2 --clips 2 --frames 2
 """
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from attacks.eraser import ArtifactEraser
+from bench.cpu_allocator import keep_freed_memory
 from bench.models.e4e import Encoder4Editing
 from bench.models.latent import LatentStack
 from bench.models.stylegan2 import Generator
@@ -83,6 +85,7 @@ def build(args: argparse.Namespace) -> tuple[LatentStack, TimmDetector]:
 
 
 def main() -> None:
+    heap_kept = keep_freed_memory()  # for both sides: glibc reuses freed activations (bench/cpu_allocator.py)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--clips", type=int, default=2)
@@ -145,7 +148,7 @@ def main() -> None:
 
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     print(f"device: {name}; {args.clips} clips x {args.frames} frames, {args.steps} steps, generator "
-          f"{args.size} px cm1, EfficientNet-B4 at {args.size}")
+          f"{args.size} px cm1, EfficientNet-B4 at {args.size}; glibc heap kept: {heap_kept}")
     print(f"ours          : {args.steps / t_ours:8.4f} steps/s ({t_ours:.1f} s; max_batch {args.max_batch})")
     print(f"official-style: {args.steps / t_official:8.4f} steps/s ({t_official:.1f} s)")
     print(f"speed-up      : {t_official / t_ours:.2f}x")

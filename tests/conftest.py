@@ -18,6 +18,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="bench-torch-home-")
 os.environ.setdefault("ARTIFACT_BENCH_CACHE", tempfile.mkdtemp(prefix="bench-cache-"))
 
+# as `bench` does: glibc keeps freed activations for reuse (bench/cpu_allocator.py)
+from bench.cpu_allocator import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()
+
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
     """Run `bench ...` in a fresh interpreter, as a user would."""
