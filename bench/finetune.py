@@ -24,6 +24,7 @@ from torch import nn
 from bench.errors import UserError
 from bench.models.e4e import Encoder4Editing
 from bench.models.stylegan2 import Generator
+from bench.progress import progress_bar
 from bench.types import resize_to
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -120,9 +121,7 @@ def _train(encoder: nn.Module, generator: Generator, latent_avg: torch.Tensor, d
     size = getattr(encoder, "input_size", 256)
     rng = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
-    from rich.progress import Progress
-
-    with Progress(disable=quiet, transient=True) as bar:
+    with progress_bar(quiet) as bar:
         task = bar.add_task("training encoder" + (" + generator" if train_generator else ""), total=steps)
         for step in range(steps):
             idx = torch.randint(n, (min(batch_size, n),), generator=rng)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import UserError
+from bench.progress import progress_bar
 from bench.types import Sample, p_fake_from_logits, resize_to
 
 
@@ -87,7 +88,7 @@ def train_detector(detector_name: str, dataset: Any, epochs: int, out: str | os.
         start, history = _load_resume(state_path, run_key, model, optimizer, sampler_gen)
 
     steps_per_epoch = math.ceil(len(train_set) / batch_size)
-    with _progress(quiet) as progress:
+    with progress_bar(quiet) as progress:
         task = progress.add_task(f"train {detector_name}", total=epochs * steps_per_epoch,
                                  completed=start * steps_per_epoch)
         for epoch in range(start, epochs):
@@ -269,35 +270,3 @@ def _load_resume(path: Path, key: str, model: nn.Module, optimizer: torch.optim.
     generator.set_state(state["sampler_rng"])
     torch.random.set_rng_state(state["torch_rng"])
     return int(state["epoch"]), list(state["history"])
-
-
-class _progress:
-    """A rich progress bar, or a silent stand-in when ``quiet``."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-
-    def __enter__(self):
-        if self.quiet:
-            return _Silent()
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeRemainingColumn())
-        return self._bar.__enter__()
-
-    def __exit__(self, *exc):
-        if not self.quiet:
-            return self._bar.__exit__(*exc)
-        return False
-
-
-class _Silent:
-    def add_task(self, *args, **kwargs) -> int:
-        return 0
-
-    def advance(self, *args, **kwargs) -> None:
-        pass
-
-    def update(self, *args, **kwargs) -> None:
-        pass

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bench.data.cache import CropStore, video_key
 from bench.data.faces import crop_face, make_face_detector
 from bench.data.frames import CorruptVideoError, FrameSampling, read_frames
+from bench.progress import progress_bar
 from bench.types import Sample
 
 CROP_FORMAT_VERSION = 1  # bump when the crop recipe changes, so old caches are not reused
@@ -82,10 +82,8 @@ class VideoFaceDataset(torch.utils.data.Dataset):
                 if e.path not in missing and not self.store.is_done(video_key(e.path))]
         if todo:
             detector = make_face_detector(self.face_detector_name, self.face_model)
-            columns = (TextColumn(f"[bold]{self.name}[/] crops"), BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn())
-            with Progress(*columns, disable=quiet) as progress:
-                task = progress.add_task("videos", total=len(todo))
+            with progress_bar(quiet) as progress:
+                task = progress.add_task(f"{self.name}: face crops of videos", total=len(todo))
                 for entry in todo:
                     self._prepare_video(entry, detector)
                     progress.advance(task)
