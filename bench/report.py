@@ -3,6 +3,7 @@ CSV / LaTeX / Markdown renderings. Nothing here computes attacks; everything rea
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -176,7 +177,18 @@ def heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
 
 # -- the run's views ------------------------------------------------------------------------------
 def views(store: RunStore) -> dict[str, pd.DataFrame]:
-    """Every table of a run, by stem name; the single place tables are derived from records."""
+    """Every table of a run, by stem name; the single place tables are derived from records.
+    Remembered while the records file is unchanged: `bench run` writes tables/ and its
+    BENCHMARK.md section from the same views, and the bootstrap intervals take seconds."""
+    if not store.records_path.is_file():
+        store.records()  # raises the clear "no records yet" error
+    stat = store.records_path.stat()
+    return dict(_views(store.root.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _views(root: Path, mtime_ns: int, size: int) -> dict[str, pd.DataFrame]:
+    store = RunStore(root)
     records = store.records()
     n_boot = int(store.manifest.get("config", {}).get("metrics", {}).get("bootstrap", 1000))
     long = asr_long(records, n_boot=n_boot)

@@ -125,3 +125,18 @@ def test_bench_explain_writes_grids_for_a_finished_run(tiny_run):
     assert height > width / 7 * 2.5  # three sample rows of seven panels
     bad = run_cli("explain", str(tiny_run.root), "--attack", "nope")
     assert bad.returncode == 2 and "is not in this run" in bad.stderr
+
+
+def test_views_are_remembered_until_the_records_change(tiny_run, monkeypatch):
+    from bench import report
+
+    first = report.views(tiny_run)
+    calls = []
+    real = report.asr_long
+    monkeypatch.setattr(report, "asr_long", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = report.views(tiny_run)
+    assert calls == [] and list(again) == list(first)
+    assert all(again[k].equals(first[k]) for k in first)
+    tiny_run.write_records(tiny_run.records())  # same content, new file: derived again
+    report.views(tiny_run)
+    assert calls == [1]
