@@ -2,7 +2,8 @@
 
 Variants: ``efficientnet_b4``, ``tf_efficientnet_b4``, ``tf_efficientnet_b7_ns`` (the official
 Artifact-Eraser "efficient" detector; in timm 1.0 that is ``tf_efficientnet_b7`` with the
-``.ns_jft_in1k`` weights). ``channel_multiplier`` / ``depth_multiplier`` shrink the network for
+``.ns_jft_in1k`` weights) and ``deepfakebench_b4`` (DeepfakeBench's EfficientNet-B4 detector, whose
+checkpoints keep efficientnet_pytorch's key names and padding; see deepfakebench_efficientnet.py). ``channel_multiplier`` / ``depth_multiplier`` shrink the network for
 demo models through the same timm generator. Checkpoint layouts: ours (``net.*``), a bare timm
 EfficientNet with its ``classifier`` replaced by ``Linear(F, 2)`` (optionally under ``model.`` /
 ``module.``), or a timm trunk plus a separate ``fc`` / ``last_linear`` / ``head`` / ``linear``.
@@ -15,10 +16,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from bench.errors import UserError
 from bench.registry import register_detector
 from bench.types import Detector
 from detectors._backbones import backbone_weights_file, build_efficientnet, efficientnet_arch
 from detectors.checkpoints import add_prefix, build_detector, chain, load_backbone_weights, rename_prefix
+from detectors.deepfakebench_efficientnet import build_deepfakebench_b4, deepfakebench_keys
+
+DEEPFAKEBENCH = "deepfakebench_b4"
 
 # 128 px: at 64 px the stride-2 stem of so small a net barely sees pixel-period artifacts
 TINY = {"channel_multiplier": 0.25, "depth_multiplier": 0.2, "input_size": 128}
@@ -31,8 +36,14 @@ class EfficientNetDetector(Detector):
                  backbone_weights: str | None = None, pretrained: bool = False):
         super().__init__(input_size=input_size, mean=mean, std=std)
         self.variant = variant
-        self.net = build_efficientnet(variant, 2, channel_multiplier, depth_multiplier, drop_rate)
-        weights = backbone_weights_file(backbone_weights, pretrained, efficientnet_arch(variant)[1])
+        if variant == DEEPFAKEBENCH:
+            if channel_multiplier is not None or depth_multiplier is not None:
+                raise UserError(f"{DEEPFAKEBENCH} is the full B4 of DeepfakeBench's checkpoints; it takes no multipliers")
+            self.net = build_deepfakebench_b4(2, drop_rate)
+        else:
+            self.net = build_efficientnet(variant, 2, channel_multiplier, depth_multiplier, drop_rate)
+        weights = backbone_weights_file(backbone_weights, pretrained,
+                                        efficientnet_arch("tf_efficientnet_b4" if variant == DEEPFAKEBENCH else variant)[1])
         if weights:
             load_backbone_weights(self.net, weights)
 
@@ -48,11 +59,16 @@ class EfficientNetDetector(Detector):
     def checkpoint_adapters(self):
         # a bare timm EfficientNet, or a trunk with the head under another name
         heads = [rename_prefix(h, "classifier.") for h in ("fc.", "last_linear.", "head.", "linear.")]
-        return [add_prefix("net."), *(chain(h, add_prefix("net.")) for h in heads)]
+        adapters = [add_prefix("net."), *(chain(h, add_prefix("net.")) for h in heads)]
+        if self.variant == DEEPFAKEBENCH:
+            depths = [len(stage) for stage in self.net.blocks]
+            adapters.append(chain(lambda sd: deepfakebench_keys(sd, depths), add_prefix("net.")))
+        return adapters
 
 
-@register_detector("efficientnet_b4", presets={"tiny": TINY, "official-b7": {"variant": "tf_efficientnet_b7_ns"}})
+@register_detector("efficientnet_b4", presets={"tiny": TINY, "official-b7": {"variant": "tf_efficientnet_b7_ns"},
+                                              "deepfakebench": {"variant": DEEPFAKEBENCH}})
 def efficientnet_b4(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
                     **kwargs) -> EfficientNetDetector:
-    """timm EfficientNet-B4 (or tf_ B4 / B7-NS) with a 2-way head."""
+    """timm EfficientNet-B4 (or tf_ B4, B7-NS, DeepfakeBench's B4) with a 2-way head."""
     return build_detector("efficientnet_b4", EfficientNetDetector, checkpoint, trust_checkpoint, strict, kwargs)
