@@ -215,3 +215,30 @@ def test_dlib_originals_are_located_and_described_once_per_image():
     fresh = id_retention(DlibBackend(), orig, adv.flip(0))
     assert torch.equal(second["similarity"], fresh["similarity"])
     assert first["same"].all()
+
+
+def test_dlib_descriptors_in_worker_processes_equal_dlib_on_the_whole_image(faces):
+    """The pool describes 150 px chips in 2 spawned workers; the result must be bit-identical to
+    dlib's compute_face_descriptor(image, landmarks), which cuts the chip itself."""
+    import dlib
+
+    from bench.metrics import dlib_descriptors
+    from bench.metrics.dlib_descriptors import DescriptorPool, face_chip
+    from bench.metrics.identity import face_recognition_models_dir, to_uint8_rgb
+
+    folder = face_recognition_models_dir()
+    predictor = dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat"))
+    model_path = folder / "dlib_face_recognition_resnet_model_v1.dat"
+    crops = [face_crop(img, box, 128, shift=(s, -s)) for img, box in faces for s in (0, 3)]  # 14 faces
+    images = to_uint8_rgb(torch.stack(crops))
+    shapes = [predictor(img, dlib.rectangle(0, 0, 127, 127)) for img in images]
+    direct = dlib.face_recognition_model_v1(str(model_path))
+    want = np.stack([np.asarray(direct.compute_face_descriptor(img, s)) for img, s in zip(images, shapes)])
+    dlib_descriptors.shutdown_workers()
+    pool = DescriptorPool(model_path, workers=2)
+    got = pool.describe([face_chip(img, s) for img, s in zip(images, shapes)])
+    assert (str(model_path), 2) in dlib_descriptors._executors  # 14 chips >= 2 x 4: the workers did the work
+    assert got.shape == (14, 128) and np.array_equal(got, want)
+    # and the order is kept: the two shifted crops of one face are closer than any two faces
+    dist = np.linalg.norm(got[:, None] - got[None], axis=2)
+    assert all(dist[2 * k, 2 * k + 1] < 0.4 for k in range(7))

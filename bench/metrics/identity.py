@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import UserError
+from bench.metrics.dlib_descriptors import DescriptorPool, face_chip
 from bench.registry import Registry
 
 ID_BACKENDS = Registry("id_backends", ())
@@ -203,7 +204,7 @@ class DlibBackend(IDBackend):
     similarity_kind = "negative_distance"
 
     def __init__(self, distance_threshold: float = 0.6, models_dir: str | Path | None = None,
-                 num_jitters: int = 0, fallback_fraction: float = 1.0):
+                 num_jitters: int = 0, fallback_fraction: float = 1.0, workers: int | None = None):
         dlib = _dlib()
         folder = Path(models_dir) if models_dir else face_recognition_models_dir()
         landmarks = folder / "shape_predictor_5_face_landmarks.dat"
@@ -216,7 +217,8 @@ class DlibBackend(IDBackend):
         self.num_jitters = num_jitters
         self.locate = FaceLocator(fallback_fraction=fallback_fraction)
         self.landmarks = dlib.shape_predictor(str(landmarks))
-        self.descriptor = dlib.face_recognition_model_v1(str(descriptor))
+        # workers=None: one process per available core (at most 4); 1: all in this process
+        self.descriptors = DescriptorPool(descriptor, workers, num_jitters)
         # A matrix compares the same originals with the output of every (source, attack): keep
         # each original's face box and descriptor, keyed by its pixels, so each is computed once.
         self._originals: dict[bytes, tuple[Any, np.ndarray]] = {}
@@ -224,28 +226,28 @@ class DlibBackend(IDBackend):
     def boxes(self, x01: torch.Tensor) -> list:
         return [self.locate(img) for img in to_uint8_rgb(x01)]
 
-    def _describe(self, img: np.ndarray, box) -> np.ndarray:
-        return np.asarray(self.descriptor.compute_face_descriptor(img, self.landmarks(img, box), self.num_jitters))
+    def _chips(self, images: list[np.ndarray], boxes: list) -> list[np.ndarray]:
+        return [face_chip(img, self.landmarks(img, box)) for img, box in zip(images, boxes)]
 
     def embed(self, x01: torch.Tensor, boxes: list | None = None) -> torch.Tensor:
         images = to_uint8_rgb(x01)
         if boxes is None:
             boxes = [self.locate(img) for img in images]
-        out = [self._describe(img, box) for img, box in zip(images, boxes)]
-        return torch.from_numpy(np.stack(out)).float() if out else torch.zeros(0, 128)
+        return torch.from_numpy(self.descriptors.describe(self._chips(images, boxes))).float()
 
     def embed_pair(self, orig01, adv01):
-        boxes, originals = [], []
-        for img in to_uint8_rgb(orig01):
-            key = hashlib.sha1(img.tobytes()).digest() + bytes(str(img.shape), "ascii")
-            if key not in self._originals:
-                box = self.locate(img)
-                self._originals[key] = (box, self._describe(img, box))
-            box, descriptor = self._originals[key]
-            boxes.append(box)
-            originals.append(descriptor)
-        e_orig = torch.from_numpy(np.stack(originals)).float() if originals else torch.zeros(0, 128)
-        return e_orig, self.embed(adv01, boxes)
+        originals = to_uint8_rgb(orig01)
+        keys = [hashlib.sha1(img.tobytes()).digest() + bytes(str(img.shape), "ascii") for img in originals]
+        new = {k: img for k, img in zip(keys, originals) if k not in self._originals}  # first sight
+        new_boxes = {k: self.locate(img) for k, img in new.items()}
+        boxes = [new_boxes[k] if k in new_boxes else self._originals[k][0] for k in keys]
+        # one batch for the workers: the new originals' chips, then every adversarial chip
+        chips = self._chips(list(new.values()), list(new_boxes.values())) + self._chips(to_uint8_rgb(adv01), boxes)
+        described = self.descriptors.describe(chips)
+        for k, d in zip(new, described[:len(new)]):
+            self._originals[k] = (new_boxes[k], d)
+        e_orig = np.stack([self._originals[k][1] for k in keys]) if keys else np.zeros((0, 128))
+        return torch.from_numpy(e_orig).float(), torch.from_numpy(described[len(new):]).float()
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a.double() - b.double()).norm(dim=1)
