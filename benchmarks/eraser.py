@@ -4,7 +4,7 @@ Official style (yangli-lab/Artifact-Eraser, as REFERENCE.md sec. 1 describes it)
 frames at a time, fp32, two generator passes per step (a no-grad check pass, then the gradient
 pass, each with fresh noise), rosinality's grouped ("fused") modulated conv, the detector fed
 the generator output in [-1,1]. Ours: every clip in one batch, one generator pass per step, the
-batched modulated-conv form, bf16 autocast + channels_last on CUDA. Both run the paper's
+batched modulated-conv form in channels_last (CPU and CUDA), bf16 autocast on CUDA. Both run the paper's
 semantics: fixed step count, no early stop, full mask, random noise, sign steps.
 
 Models (random weights): StyleGAN2 256 px, channel_multiplier 1; EfficientNet-B4 (timm,
