@@ -31,6 +31,7 @@ from bench.models.e4e import Encoder4Editing
 from bench.models.latent import LatentStack
 from bench.models.stylegan2 import Generator
 from bench.types import Detector
+from benchmarks.flops import bf16_peak_tflops, eraser_flops
 
 
 class TimmDetector(Detector):
@@ -74,7 +75,7 @@ def official_style_attack(stack: LatentStack, detector: TimmDetector, clip01: to
 
 def build(args: argparse.Namespace) -> tuple[LatentStack, TimmDetector]:
     torch.manual_seed(0)
-    g = Generator(args.size, 512, 8, channel_multiplier=1).eval()
+    g = Generator(args.size, 512, 8, channel_multiplier=args.channel_multiplier).eval()
     if args.official_encoder:
         e = Encoder4Editing(50, "ir_se", n_styles=g.n_latent).eval()
     else:
@@ -98,6 +99,11 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16,
                     help="our eraser's chunk size (memory bound on CPU; 0 = the whole batch at once)")
     ap.add_argument("--official-encoder", action="store_true", help="IR-SE50 encoder instead of a small one")
+    ap.add_argument("--channel-multiplier", type=int, default=1, help="generator width (config-f at 1024: 2)")
+    ap.add_argument("--flops", action=argparse.BooleanOptionalAction, default=None,
+                    help="count the run's FLOPs and report FLOP/s (default: on CUDA only)")
+    ap.add_argument("--peak-tflops", type=float, default=None,
+                    help="bf16 peak to compare with (default: looked up by GPU name)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,10 +154,16 @@ def main() -> None:
 
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     print(f"device: {name}; {args.clips} clips x {args.frames} frames, {args.steps} steps, generator "
-          f"{args.size} px cm1, EfficientNet-B4 at {args.size}; glibc heap kept: {heap_kept}")
+          f"{args.size} px cm{args.channel_multiplier}, EfficientNet-B4 at {args.size}; glibc heap kept: {heap_kept}")
     print(f"ours          : {args.steps / t_ours:8.4f} steps/s ({t_ours:.1f} s; max_batch {args.max_batch})")
     print(f"official-style: {args.steps / t_official:8.4f} steps/s ({t_official:.1f} s)")
     print(f"speed-up      : {t_official / t_ours:.2f}x")
+    if args.flops if args.flops is not None else dev.type == "cuda":
+        per_image = eraser_flops(stack, det, x[:1], args.steps)  # linear in the batch: one image suffices
+        achieved = per_image["total"] * len(x) / t_ours / 1e12
+        peak = args.peak_tflops or (bf16_peak_tflops(name) if dev.type == "cuda" else None)
+        share = f" = {100 * achieved / peak:.1f}% of the {peak:g} TFLOP/s bf16 peak" if peak else ""
+        print(f"ours FLOP/s   : {achieved:.3f} TFLOP/s ({per_image['step'] / 1e9:.1f} GFLOP per image and step){share}")
 
 
 if __name__ == "__main__":
