@@ -11,6 +11,6 @@ python -m pip install torch==2.14.1 torchvision==0.29.1
 python -m pip install --no-deps torchattacks==3.5.1
 # insightface likewise: we read its sample faces (the demo world) and use its face_align; its
 # dependencies would pull the GUI opencv-python over opencv-python-headless. Its ArcFace backend
-# additionally needs `pip install onnxruntime`.
+# needs onnxruntime, onnx and requests: the `arcface` extra, included in `dev` below.
 python -m pip install --no-deps insightface==2.1
 python -m pip install -e ".[dev]"

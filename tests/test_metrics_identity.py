@@ -163,14 +163,18 @@ def test_irse50_loads_a_state_dict_through_backbone(tmp_path, monkeypatch):
         create_id_backend("irse50", weights=str(tmp_path / "bad.pth"))
 
 
-def test_user_errors_and_registry():
+def test_user_errors_and_registry(monkeypatch):
     with pytest.raises(UserError, match="model_ir_se50.pth"):
         create_id_backend("irse50")
     with pytest.raises(UserError, match="not found"):
         create_id_backend("irse50", weights="/nonexistent/model_ir_se50.pth")
-    if importlib.util.find_spec("onnxruntime") is None:
-        with pytest.raises(UserError, match="onnxruntime"):
-            create_id_backend("arcface", model_path="w600k_r50.onnx")
+    with pytest.raises(UserError, match="w600k_r50.onnx"):
+        create_id_backend("arcface", model_path="w600k_r50.onnx")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "requests" else real_find_spec(name, *a))
+    with pytest.raises(UserError, match=r"needs requests: pip install 'artifact-bench\[arcface\]'"):
+        create_id_backend("arcface", model_path="w600k_r50.onnx")
+    monkeypatch.undo()
     with pytest.raises(UnknownNameError, match="dlib"):
         create_id_backend("dlb")
     assert isinstance(create_id_backend(), DlibBackend)
@@ -242,3 +246,44 @@ def test_dlib_descriptors_in_worker_processes_equal_dlib_on_the_whole_image(face
     # and the order is kept: the two shifted crops of one face are closer than any two faces
     dist = np.linalg.norm(got[:, None] - got[None], axis=2)
     assert all(dist[2 * k, 2 * k + 1] < 0.4 for k in range(7))
+
+
+def test_arcface_backend_feeds_the_network_the_aligned_rgb_crop(tmp_path):
+    """A toy recognition ONNX (a per-channel-distinct 8x8/8 conv and a linear layer to 512)
+    through insightface's model zoo: the embedding must be that net applied to the norm_crop of
+    our 5 points, in RGB and scaled to [-1, 1], L2-normalised. A BGR mix-up would show."""
+    import onnx
+    from insightface.utils import face_align
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bench.metrics.identity import to_uint8_rgb
+
+    rng = np.random.default_rng(0)
+    w_conv = rng.standard_normal((8, 3, 8, 8)).astype(np.float32) * 0.05
+    w_fc = rng.standard_normal((512, 8 * 14 * 14)).astype(np.float32) * 0.05
+    nodes = [helper.make_node("Conv", ["data", "w_conv"], ["c"], strides=[8, 8], name="conv0"),
+             helper.make_node("Flatten", ["c"], ["f"], name="flatten0"),
+             helper.make_node("Gemm", ["f", "w_fc"], ["fc1"], transB=1, name="fc0")]
+    graph = helper.make_graph(nodes, "toy_recognition",
+                              [helper.make_tensor_value_info("data", TensorProto.FLOAT, [None, 3, 112, 112])],
+                              [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, [None, 512])],
+                              [numpy_helper.from_array(w_conv, "w_conv"), numpy_helper.from_array(w_fc, "w_fc")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "toy_recognition.onnx")
+
+    backend = create_id_backend("arcface", model_path=str(tmp_path / "toy_recognition.onnx"))
+    face = torch.from_numpy(data.astronaut()[20:220, 140:340].copy()).permute(2, 0, 1).float()[None] / 255
+    got = backend.embed(face)
+
+    img = to_uint8_rgb(face)[0]
+    aligned_bgr = face_align.norm_crop(img[:, :, ::-1].copy(), backend.five_points(img), image_size=112)
+    rgb = torch.from_numpy(aligned_bgr[:, :, ::-1].copy()).permute(2, 0, 1).float()[None]
+    x = (rgb - 127.5) / 127.5
+
+    def toy(x):
+        return F.normalize(F.conv2d(x, torch.from_numpy(w_conv), stride=8).flatten(1) @ torch.from_numpy(w_fc).T)
+
+    assert got.shape == (1, 512)
+    assert torch.allclose(got, toy(x), atol=1e-5)
+    assert (got - toy(x.flip(1))).abs().max() > 1e-2  # the same crop in BGR gives another embedding

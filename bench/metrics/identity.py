@@ -276,9 +276,11 @@ class ArcFaceBackend(IDBackend):
 
     def __init__(self, model_path: str | Path | None = None, threshold: float = 0.28, ctx_id: int = -1,
                  fallback_fraction: float = 1.0):
-        if importlib.util.find_spec("onnxruntime") is None:
-            raise UserError("ID backend 'arcface' needs onnxruntime: pip install onnxruntime "
-                            "(or use the offline 'dlib' backend)")
+        # insightface's model zoo imports all three (requests for its downloader)
+        missing = [m for m in ("onnxruntime", "onnx", "requests") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UserError(f"ID backend 'arcface' needs {', '.join(missing)}: pip install 'artifact-bench[arcface]' "
+                            "(onnxruntime, onnx, requests), or use the offline 'dlib' backend")
         if model_path is None or not Path(model_path).expanduser().is_file():
             raise UserError(f"ArcFace model not found: {model_path}; pass model_path= an insightface "
                             "recognition .onnx file (e.g. buffalo_l/w600k_r50.onnx)")
