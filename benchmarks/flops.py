@@ -43,9 +43,9 @@ def eraser_flops(stack: LatentStack, detector: Detector, x01: torch.Tensor, step
     """FLOPs of encoder, one walk step, the final render and the whole run for batch ``x01``
     (every counted op is linear in the batch, so count one image where memory is tight)."""
     size = x01.shape[-1]
-    with torch.no_grad():
-        w0 = stack.invert(x01)
-        encoder = _count(lambda: stack.invert(x01))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        w0 = stack.invert(x01)  # counted as it runs: the encoder pass is needed once anyway
+    encoder = int(counter.get_total_flops())
 
     def step() -> None:
         w = w0.detach().requires_grad_(True)
