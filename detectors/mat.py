@@ -160,18 +160,20 @@ def regional_independence_loss(parts: torch.Tensor, labels: torch.Tensor, inner_
 
 class MATDetector(Detector):
     """Official MAT (EfficientNet backbone, M attentions). ``channel_multiplier`` /
-    ``depth_multiplier``: the backbone's width and depth coefficients (B4: 1.4 / 1.8); ``static_pad_size``: the nominal size its pads are computed for
-    (380, whatever ``input_size`` is, as upstream builds it)."""
+    ``depth_multiplier``: the backbone's width and depth coefficients (B4: 1.4 / 1.8);
+    ``static_pad_size``: the nominal size its pads are computed for (380 whatever
+    ``input_size`` is, as upstream builds it)."""
 
-    def __init__(self, channel_multiplier: float = B4_WIDTH, depth_multiplier: float = B4_DEPTH, static_pad_size: int = B4_IMAGE_SIZE,
-                 num_attentions: int = 4, attention_layer: str = "b5", feature_layer: str = "b2",
+    def __init__(self, channel_multiplier: float = B4_WIDTH, depth_multiplier: float = B4_DEPTH,
+                 static_pad_size: int = B4_IMAGE_SIZE, num_attentions: int = 4, attention_layer: str = "b5", feature_layer: str = "b2",
                  mid_dims: int = 256, dropout_rate: float = 0.25, drop_final_rate: float = 0.5,
                  drop_connect_rate: float = 0.0, alpha: float = 0.05,
                  inner_margins: Sequence[float] = (0.2, -0.8), margin: float = 0.8, ril_weight: float = 0.1,
                  input_size: int = 256, mean: Sequence[float] = HALF, std: Sequence[float] = HALF,
                  backbone_weights: str | None = None):
         super().__init__(input_size=input_size, mean=mean, std=std)
-        self.net = StaticPadEfficientNet(channel_multiplier, depth_multiplier, static_pad_size, drop_connect_rate=drop_connect_rate)
+        self.net = StaticPadEfficientNet(channel_multiplier, depth_multiplier, static_pad_size,
+                                         drop_connect_rate=drop_connect_rate)
         if backbone_weights:  # efficientnet_pytorch ImageNet weights (its `_fc` head is not used)
             load_backbone_weights(self.net, backbone_weights, head_prefixes=("_fc.",))
         layers = self.net.stage_channels
