@@ -8,7 +8,10 @@ from attack_helpers import held_out_batches
 
 from bench.registry import ATTACKS, create_attack
 
-PIXEL_ATTACKS = ["fgsm", "pgd", "mifgsm", "efaa", "statattack", "mstatattack"]
+PIXEL_ATTACKS = ["fgsm", "pgd", "mifgsm", "efaa", "statattack", "mstatattack",
+                 "difgsm", "tifgsm", "vmifgsm", "sinifgsm", "square", "uniform_noise"]
+# the few-iteration setting of each attack that has no ``steps`` (and how many steps it reports)
+FAST = {"square": ({"queries": 12}, 9), "uniform_noise": ({}, 0)}
 
 
 def configurations():
@@ -22,11 +25,15 @@ def configurations():
 def test_contract(detector, name, preset):
     fakes, reals = (t[:4] for t in held_out_batches())
     kwargs = {} if preset is None else {"preset": preset}
-    if name != "fgsm" or (preset or "").startswith("official"):
-        kwargs["steps"] = 2
+    if name == "fgsm" and not (preset or "").startswith("official"):
+        expected_steps = 1  # torchattacks FGSM: one step of size eps
+    else:
+        fast, expected_steps = FAST.get(name, ({"steps": 2}, 2))
+        kwargs.update(fast)
     attack = create_attack(name, **kwargs)
     budget = attack.budget()
-    assert set(budget) == {"norm", "eps", "steps"} and budget["norm"] == "linf" and budget["steps"] >= 1
+    assert {"norm", "eps", "steps"} <= set(budget) <= {"norm", "eps", "steps", "queries"}
+    assert budget["norm"] == "linf" and budget["steps"] == expected_steps
     reference = reals if attack.needs_reference else None
     labels = torch.ones(4, dtype=torch.long)
     a = attack(fakes, labels, detector, torch.Generator().manual_seed(11), reference=reference)
