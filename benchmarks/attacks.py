@@ -3,12 +3,15 @@
     python -m benchmarks.attacks                 # from the repository root; 2 steps per iterative attack
     python -m benchmarks.attacks --steps 10      # the attacks' default step counts
     python -m benchmarks.attacks --only pgd,efaa --repeats 5
+    python -m benchmarks.attacks --only difgsm,tifgsm,vmifgsm,sinifgsm,square --queries 50
 
 Victim: timm ``efficientnet_b0`` (random weights, 2 classes) behind a minimal ``Detector`` at
 256 px, batch 8, on CUDA when present. Images/s counts attacked images per second of wall time.
 The overhead section times ``create_attack(...)(x, y, detector)`` against
 ``torchattacks.X(detector, ...)(x, y)`` on the same batch, interleaved, and prints the ratio of
-medians (target <= 1.10).
+medians (target <= 1.10). Square runs ``--queries`` queries per sample on labels set to the
+victim's own clean predictions (so every sample is searched), with the seed the harness would use
+passed to the direct call, so both sides do the same work.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import timm
 import torch
 import torchattacks
 
+from attacks._common import draw_seed
+from attacks.square import QUERIES_OUTSIDE_SEARCH
 from bench.cpu_allocator import keep_freed_memory
 from bench.registry import create_attack
 from bench.types import Detector
@@ -54,8 +60,8 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def attack_specs(steps: int) -> dict[str, tuple[str, dict]]:
-    """name -> (registry name, kwargs); iterative attacks run ``steps`` steps."""
+def attack_specs(steps: int, queries: int) -> dict[str, tuple[str, dict]]:
+    """name -> (registry name, kwargs); iterative attacks run ``steps`` steps, square ``queries``."""
     return {
         "fgsm": ("fgsm", {}),
         "pgd": ("pgd", {"steps": steps}),
@@ -68,6 +74,36 @@ def attack_specs(steps: int) -> dict[str, tuple[str, dict]]:
         "efaa hybrid": ("efaa", {"preset": "hybrid", "steps": steps}),
         "statattack": ("statattack", {"steps": steps}),
         "mstatattack": ("mstatattack", {"steps": steps}),
+        "difgsm": ("difgsm", {"steps": steps}),
+        "tifgsm": ("tifgsm", {"steps": steps}),
+        "vmifgsm": ("vmifgsm", {"steps": steps}),
+        "sinifgsm": ("sinifgsm", {"steps": steps}),
+        "square": ("square", {"queries": queries}),
+        "uniform_noise": ("uniform_noise", {}),
+    }
+
+
+def overhead_pairs(detector: torch.nn.Module, steps: int, queries: int) -> dict[str, tuple[Any, Callable]]:
+    """name -> (our attack, a builder of the same torchattacks attack on the bare detector)."""
+    eps, alpha = 8 / 255, 2 / 255  # the registry's defaults
+    square_seed = draw_seed(torch.Generator().manual_seed(0))  # what ours seeds Square with
+    return {
+        "fgsm": (create_attack("fgsm", eps=eps), lambda: torchattacks.FGSM(detector, eps=eps)),
+        "pgd": (create_attack("pgd", steps=steps),
+                lambda: torchattacks.PGD(detector, eps=eps, alpha=alpha, steps=steps)),
+        "mifgsm": (create_attack("mifgsm", steps=steps),
+                   lambda: torchattacks.MIFGSM(detector, eps=eps, alpha=alpha, steps=steps)),
+        "difgsm": (create_attack("difgsm", steps=steps),
+                   lambda: torchattacks.DIFGSM(detector, eps=eps, alpha=alpha, steps=steps)),
+        "tifgsm": (create_attack("tifgsm", steps=steps),
+                   lambda: torchattacks.TIFGSM(detector, eps=eps, alpha=alpha, steps=steps)),
+        "vmifgsm": (create_attack("vmifgsm", steps=steps),
+                    lambda: torchattacks.VMIFGSM(detector, eps=eps, alpha=alpha, steps=steps)),
+        "sinifgsm": (create_attack("sinifgsm", steps=steps),
+                     lambda: torchattacks.SINIFGSM(detector, eps=eps, alpha=alpha, steps=steps)),
+        "square": (create_attack("square", queries=queries),
+                   lambda: torchattacks.Square(detector, eps=eps, n_queries=queries - QUERIES_OUTSIDE_SEARCH,
+                                               seed=square_seed)),
     }
 
 
@@ -77,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=2, help="steps of every iterative attack")
+    parser.add_argument("--queries", type=int, default=20, help="queries per sample of square")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per attack (median)")
     parser.add_argument("--model", default="efficientnet_b0")
     parser.add_argument("--only", default="", help="comma-separated subset of the attack names")
@@ -93,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# {args.model} at {args.size} px, batch {args.batch}, {name}, torch {torch.__version__}")
 
-    specs = attack_specs(args.steps)
+    specs = attack_specs(args.steps, args.queries)
     only = [s for s in args.only.split(",") if s]
     print(f"{'attack':<18}{'steps':>6}{'s/batch':>10}{'images/s':>10}")
     for label, (registered, kwargs) in specs.items():
@@ -112,22 +149,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.skip_overhead:
         return
     print("\n# harness overhead: ours / torchattacks direct (median of interleaved calls)")
-    pairs = {
-        "fgsm": (create_attack("fgsm", eps=8 / 255), lambda: torchattacks.FGSM(detector, eps=8 / 255)),
-        "pgd": (create_attack("pgd", steps=args.steps),
-                lambda: torchattacks.PGD(detector, eps=8 / 255, alpha=2 / 255, steps=args.steps)),
-        "mifgsm": (create_attack("mifgsm", steps=args.steps),
-                   lambda: torchattacks.MIFGSM(detector, eps=8 / 255, alpha=2 / 255, steps=args.steps)),
-    }
+    pairs = overhead_pairs(detector, args.steps, args.queries)
+    with torch.no_grad():
+        predicted = detector(x).argmax(1)  # square searches only the samples it classifies right
     print(f"{'attack':<18}{'ours s':>10}{'direct s':>10}{'ratio':>8}")
     for label, (ours, build_direct) in pairs.items():
+        if only and label not in only:
+            continue
+        labels = predicted if label == "square" else torch.ones_like(predicted)
         ours_times, direct_times = [], []
         ours(x, labels, detector, torch.Generator().manual_seed(0))
         build_direct()(x, labels)
-        def run_ours(ours=ours):
+        def run_ours(ours=ours, labels=labels):
             return ours(x, labels, detector, torch.Generator().manual_seed(0))
 
-        def run_direct(build_direct=build_direct):
+        def run_direct(build_direct=build_direct, labels=labels):
             return build_direct()(x, labels)
 
         for _ in range(max(args.repeats, 5)):
