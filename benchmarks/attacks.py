@@ -87,24 +87,17 @@ def overhead_pairs(detector: torch.nn.Module, steps: int, queries: int) -> dict[
     """name -> (our attack, a builder of the same torchattacks attack on the bare detector)."""
     eps, alpha = 8 / 255, 2 / 255  # the registry's defaults
     square_seed = draw_seed(torch.Generator().manual_seed(0))  # what ours seeds Square with
-    return {
-        "fgsm": (create_attack("fgsm", eps=eps), lambda: torchattacks.FGSM(detector, eps=eps)),
-        "pgd": (create_attack("pgd", steps=steps),
-                lambda: torchattacks.PGD(detector, eps=eps, alpha=alpha, steps=steps)),
-        "mifgsm": (create_attack("mifgsm", steps=steps),
-                   lambda: torchattacks.MIFGSM(detector, eps=eps, alpha=alpha, steps=steps)),
-        "difgsm": (create_attack("difgsm", steps=steps),
-                   lambda: torchattacks.DIFGSM(detector, eps=eps, alpha=alpha, steps=steps)),
-        "tifgsm": (create_attack("tifgsm", steps=steps),
-                   lambda: torchattacks.TIFGSM(detector, eps=eps, alpha=alpha, steps=steps)),
-        "vmifgsm": (create_attack("vmifgsm", steps=steps),
-                    lambda: torchattacks.VMIFGSM(detector, eps=eps, alpha=alpha, steps=steps)),
-        "sinifgsm": (create_attack("sinifgsm", steps=steps),
-                     lambda: torchattacks.SINIFGSM(detector, eps=eps, alpha=alpha, steps=steps)),
-        "square": (create_attack("square", queries=queries),
-                   lambda: torchattacks.Square(detector, eps=eps, n_queries=queries - QUERIES_OUTSIDE_SEARCH,
-                                               seed=square_seed)),
-    }
+    iterative = {"pgd": torchattacks.PGD, "mifgsm": torchattacks.MIFGSM, "difgsm": torchattacks.DIFGSM,
+                 "tifgsm": torchattacks.TIFGSM, "vmifgsm": torchattacks.VMIFGSM, "sinifgsm": torchattacks.SINIFGSM}
+    pairs: dict[str, tuple[Any, Callable]] = {
+        "fgsm": (create_attack("fgsm", eps=eps), lambda: torchattacks.FGSM(detector, eps=eps))}
+    for name, direct in iterative.items():
+        pairs[name] = (create_attack(name, steps=steps),
+                       lambda direct=direct: direct(detector, eps=eps, alpha=alpha, steps=steps))
+    pairs["square"] = (create_attack("square", queries=queries),
+                       lambda: torchattacks.Square(detector, eps=eps, n_queries=queries - QUERIES_OUTSIDE_SEARCH,
+                                                   seed=square_seed))
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> None:
