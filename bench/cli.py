@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions
 def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:  # plain `bench` runs the embedded default
         run(matrix=None, out=Path("results"), limit=None, device=None, fresh=False, quiet=False,
-            benchmark_md=None, distributed=None)
+            benchmark_md=None, distributed=None, threads=None, allow_compute_change=False)
 
 
 @app.command("list")
@@ -63,19 +63,21 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     benchmark_md: Path | None = typer.Option(None, "--benchmark-md", help="BENCHMARK.md to update (default: the matrix's report.benchmark_section goes to ./BENCHMARK.md)"),
     distributed: bool | None = typer.Option(None, "--distributed/--no-distributed", help="split the shards over the ranks of a torchrun/srun launch (default: detect torchrun)"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads per process/rank (overrides the matrix's threads:, default 1); part of the run's compute settings"),
+    allow_compute_change: bool = typer.Option(False, "--allow-compute-change", help="resume under other threads/device type/deterministic by recomputing the shards computed otherwise, instead of refusing"),
 ) -> None:
     """Run (or resume) a matrix: attack, score on every target, render tables and figures."""
     from bench.distributed import Ranks
 
     ranks = Ranks.start(distributed)
     try:
-        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks)
+        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads, allow_compute_change)
     finally:
         if ranks is not None:
             ranks.close()
 
 
-def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks) -> None:
+def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads, allow_compute_change) -> None:
     from bench.config import load_matrix
     from bench.runner import run_matrix
 
@@ -87,7 +89,8 @@ def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks) -> None:
         cfg = ranks.main_first(load_matrix, matrix, quiet=quiet)
     if cfg.report.get("placeholder") and (ranks is None or ranks.is_main):
         say(f"[yellow]{cfg.report['placeholder']}[/yellow]")
-    store = run_matrix(cfg, out_root=out, limit=limit, device=device, fresh=fresh, quiet=quiet, ranks=ranks)
+    store = run_matrix(cfg, out_root=out, limit=limit, device=device, fresh=fresh, quiet=quiet, ranks=ranks,
+                       threads=threads, allow_compute_change=allow_compute_change)
     if ranks is not None and not ranks.is_main:
         return
     if cfg.explain:

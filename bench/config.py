@@ -77,12 +77,18 @@ class MatrixConfig:
     explain: dict[str, Any] = field(default_factory=dict)  # {n: 4} renders grids after the run
     report: dict[str, Any] = field(default_factory=dict)  # {benchmark_section: demo, note: ...}
     files: dict[str, Any] = field(default_factory=dict)  # path -> {what, where}: for missing-file messages
+    threads: int | None = None  # intra-op CPU threads (None: bench/compute_settings.DEFAULT_THREADS)
+    deterministic: bool = False  # PyTorch's deterministic kernels (bench/compute_settings.py)
     path: str = ""
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain data, for the manifest and the run id (path excluded)."""
         data = asdict(self)
         data.pop("path")
+        # compute settings are checked on resume (bench/compute_settings.py), not hashed: a
+        # resume under other ones is refused instead of silently starting another run
+        data.pop("threads")
+        data.pop("deterministic")
         return data
 
     @property
@@ -157,7 +163,8 @@ def expand_env(value: Any, where: str = "") -> Any:
 
 
 _TOP_KEYS = {"name", "dataset", "detectors", "attacks", "metrics", "seed", "batch_size", "shard_size",
-             "device", "limit", "sources", "prepare", "explain", "report", "files", "description"}
+             "device", "limit", "sources", "prepare", "explain", "report", "files", "description", "threads",
+             "deterministic"}
 
 
 def _expect(cond: bool, path: Path, key: str, what: str, got: Any) -> None:
@@ -227,6 +234,13 @@ def parse_matrix(data: dict[str, Any], path: Path) -> MatrixConfig:
         _expect(isinstance(data["limit"], int) and data["limit"] > 0, path, "limit", "a positive integer",
                 data["limit"])
         cfg.limit = data["limit"]
+    if data.get("threads") is not None:
+        _expect(isinstance(data["threads"], int) and not isinstance(data["threads"], bool) and data["threads"] > 0,
+                path, "threads", "a positive integer", data["threads"])
+        cfg.threads = data["threads"]
+    if "deterministic" in data:
+        _expect(isinstance(data["deterministic"], bool), path, "deterministic", "true or false", data["deterministic"])
+        cfg.deterministic = data["deterministic"]
     if "device" in data:
         _expect(isinstance(data["device"], str), path, "device", "a string like cpu, cuda, cuda:1 or auto",
                 data["device"])

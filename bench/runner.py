@@ -307,19 +307,35 @@ def _info_columns(shards: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
 
 def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int | None = None,
                device: str | None = None, fresh: bool = False, quiet: bool = False,
-               ranks: Ranks | None = None) -> RunStore:
+               ranks: Ranks | None = None, threads: int | None = None,
+               allow_compute_change: bool = False) -> RunStore:
     """Build everything (validating all inputs first), then run or resume the matrix. With
-    ``ranks`` (a torchrun launch) this process computes its share; only rank 0 merges and renders."""
+    ``ranks`` (a torchrun launch) this process computes its share; only rank 0 merges and renders.
+    ``threads`` overrides the matrix's (bench/compute_settings.py); a resume under other compute
+    settings is refused unless ``allow_compute_change``."""
+    from bench.compute_settings import ComputeSettings, adopt
+
     limit = limit or cfg.limit
     resolved = cfg.resolved()
     resolved["limit"] = limit
     if ranks is None:
-        built = build(cfg, limit, device)
-        store = RunStore.create(Path(out_root), resolved, fresh=fresh)
+        rank_device = pick_device(device or cfg.device)
+    else:
+        rank_device = compute_device(device or cfg.device, ranks.local_rank)
+    settings = ComputeSettings.resolve(cfg.threads, threads, rank_device, cfg.deterministic)
+    settings.apply()  # before anything is built or computed, in every process and rank
+
+    def open_store() -> RunStore:
+        store = RunStore.create(Path(out_root), resolved, fresh=fresh and (ranks is None or ranks.is_main))
+        adopt(store, settings, allow_compute_change, is_main=ranks is None or ranks.is_main)
+        return store
+
+    if ranks is None:
+        built = build(cfg, limit, str(rank_device))
+        store = open_store()
     else:  # rank 0 first: building may fill shared caches, and it alone creates the run folder
-        rank_device = str(compute_device(device or cfg.device, ranks.local_rank))
-        built = ranks.main_first(build, cfg, limit, rank_device)
-        store = ranks.main_first(lambda: RunStore.create(Path(out_root), resolved, fresh=fresh and ranks.is_main))
+        built = ranks.main_first(build, cfg, limit, str(rank_device))
+        store = ranks.main_first(open_store)
     run = MatrixRun(cfg, built, store, quiet=quiet)
     if ranks is None:
         run.execute()

@@ -114,6 +114,7 @@ class RunStore:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.shard_stamp: dict[str, str] = {}  # metadata written into every shard (bench/compute_settings.py)
 
     # -- creation and opening ------------------------------------------------------------------
     @classmethod
@@ -162,14 +163,19 @@ class RunStore:
         return self.shard_path(key, index, ext).is_file()
 
     def write_frame(self, key: tuple[str, ...], index: int, frame: pd.DataFrame) -> None:
-        atomic_write(self.shard_path(key, index, "parquet"), lambda p: frame.to_parquet(p, index=False))
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **self.shard_stamp})
+        atomic_write(self.shard_path(key, index, "parquet"), lambda p: pq.write_table(table, p))
 
     def read_frame(self, key: tuple[str, ...], index: int) -> pd.DataFrame:
         return pd.read_parquet(self.shard_path(key, index, "parquet"))
 
     def write_tensors(self, key: tuple[str, ...], index: int, tensors: dict[str, torch.Tensor]) -> None:
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        atomic_write(self.shard_path(key, index, "safetensors"), lambda p: save_file(tensors, str(p)))
+        atomic_write(self.shard_path(key, index, "safetensors"), lambda p: save_file(tensors, str(p), self.shard_stamp or None))
 
     def read_tensors(self, key: tuple[str, ...], index: int) -> dict[str, torch.Tensor]:
         return load_file(str(self.shard_path(key, index, "safetensors")))
