@@ -180,3 +180,27 @@ def test_bench_run_writes_the_page(tiny_run, tmp_path, capsys):
     main(["run", "--matrix", str(TINY_MATRIX), "--out", str(tmp_path), "--quiet"])
     page = tmp_path / "tiny" / tiny_run.run_id / "report.html"
     assert set(Page(page.read_text()).views) == set(views(tiny_run))
+
+
+def test_tables_added_by_other_views_are_picked_up(tiny_run, monkeypatch):
+    """A clean-performance table, one leaderboard per threat model, an unknown view: each lands
+    in its section without a change to the page code."""
+    import pandas as pd
+
+    from bench import report
+
+    real = report.views(tiny_run)
+    extra = {
+        "detectors": pd.DataFrame({"AUC": [0.91, float("nan")]}, index=pd.Index(["checker", "laplace"], name="detector")),
+        "leaderboard_white_box": real["leaderboard"][["white-box ASR"]],
+        "leaderboard_transfer": real["leaderboard"][["transfer ASR"]],
+        "timings": pd.DataFrame({"seconds": [1.5]}, index=pd.Index(["fgsm"], name="attack")),
+    }
+    monkeypatch.setattr(report, "views", lambda store: {**real, **extra})
+    page = Page(render_report(tiny_run))
+    placed = {stem: table.section for stem, table in page.views.items() if stem in extra}
+    assert placed == {"detectors": "detectors", "leaderboard_white_box": "leaderboards",
+                      "leaderboard_transfer": "leaderboards", "timings": "more"}
+    assert page.sections[:2] == ["detectors", "leaderboards"] and page.sections[-1] == "more"
+    assert page.table("detectors").rows == [["checker", "0.910"], ["laplace", "n/a1"]]
+    assert page.texts["t-leaderboard_transfer"] == "Leaderboard: transfer"

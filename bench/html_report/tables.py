@@ -93,6 +93,9 @@ def title_of(stem: str, frame: pd.DataFrame) -> str:
         return f"Transfer ASR (%): {stem.removeprefix('asr_')}"
     if stem in TITLES:
         return TITLES[stem]
+    head, _, rest = stem.partition("_")
+    if rest and any(head in prefixes for _, _, prefixes in SECTIONS):  # leaderboard_white_box
+        return f"{head.capitalize()}: {rest.replace('_', ' ')}"
     return stem.replace("_", " ").capitalize()
 
 
@@ -109,8 +112,14 @@ def caption_of(stem: str, frame: pd.DataFrame, mode: str) -> str:
     return caption
 
 
-def digits_of(stem: str) -> int:
-    return 3 if stem.startswith(("quality", "ablation")) else 1
+def digits_of(stem: str, column: pd.Series) -> int:
+    """Decimals of a column: 1 for ASR tables (in %); 3 for quality and ablation tables and for
+    fractions (AUC, accuracy) elsewhere; else 1."""
+    if stem.startswith(("asr", "leaderboard")):
+        return 1
+    finite = column[np.isfinite(column.astype(float))]
+    fraction = len(finite) > 0 and float(finite.abs().max()) <= 1
+    return 3 if stem.startswith(("quality", "ablation")) or fraction else 1
 
 
 def format_number(value: float, digits: int) -> str:
@@ -148,11 +157,11 @@ def build_table(stem: str, frame: pd.DataFrame, mode: str = "paper") -> Table:
     flat = frame.reset_index() if index_names else frame.copy()
     flat.columns = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in flat.columns]
     n_index = len(index_names)
-    digits = digits_of(stem)
     numeric = [i >= n_index and pd.api.types.is_numeric_dtype(flat[c]) and not pd.api.types.is_bool_dtype(flat[c])
                for i, c in enumerate(flat.columns)]
     best = {c: flat[c].max() for c in flat.columns[n_index:]
             if bolds_best(stem) and not coloured and pd.api.types.is_float_dtype(flat[c]) and flat[c].nunique() > 1}
+    digits = {c: digits_of(stem, flat[c]) for c, is_number in zip(flat.columns, numeric) if is_number}
     notes: list[str] = []
     rows = []
     for _, row in flat.iterrows():
@@ -170,7 +179,7 @@ def build_table(stem: str, frame: pd.DataFrame, mode: str = "paper") -> Table:
                 cells.append(Cell(str(int(value)), str(int(value))))
             elif _is_float(value):
                 background = scale_colour(float(value)) if coloured else None
-                cells.append(Cell(format_number(float(value), digits), repr(float(value)),
+                cells.append(Cell(format_number(float(value), digits[column]), repr(float(value)),
                                   bold=column in best and value == best[column], background=background,
                                   colour=text_colour(background) if background else None))
             else:
