@@ -36,6 +36,8 @@ def tiny_copy(tiny_run, tmp_path_factory):
     grid = np.random.default_rng(1).integers(0, 256, (2 * 160, 7 * 160, 3), dtype=np.uint8)  # 2 rows of 7 panels
     Image.fromarray(grid).save(store.figures_dir / "explain" / "checker__pgd.png")
     Image.new("RGB", (300, 200), (40, 90, 160)).save(store.figures_dir / "latent_change_eraser.png")
+    (store.figures_dir / "sweep").mkdir()
+    Image.new("RGB", (300, 200), (160, 90, 40)).save(store.figures_dir / "sweep" / "eps.png")
     return store
 
 
@@ -94,7 +96,7 @@ def test_explanation_grid_and_other_figures_are_embedded(tiny_page):
     page = Page(tiny_page[1])
     placed = {image["data-figure"]: image["section"] for image in page.images}
     assert placed == {"asr_fgsm": "matrices", "asr_pgd": "matrices", "asr_mifgsm": "matrices",
-                      "checker__pgd": "explanations", "latent_change_eraser": "ablations"}
+                      "checker__pgd": "explanations", "latent_change_eraser": "ablations", "sweep/eps": "ablations"}
     for image in page.images:
         assert image["src"].startswith(("data:image/png;base64,", "data:image/jpeg;base64,"))
         assert int(image["width"]) <= MAX_SIDE and int(image["height"]) <= MAX_SIDE

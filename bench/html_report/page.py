@@ -86,12 +86,13 @@ def figure_sections(store: RunStore, budget: ImageBudget, used: set[str]) -> tup
         explain.items.append(Item(figure=budget.embed(png, png.stem, store.root),
                                   caption=f"source {source}, attack {attack}: {EXPLAIN_COLUMNS}."))
     others: dict[str, list[Item]] = {}
-    for png in sorted(store.figures_dir.glob("*.png")):
-        if png.stem in used:
+    for png in sorted(store.figures_dir.rglob("*.png")):
+        name = png.relative_to(store.figures_dir).with_suffix("").as_posix()  # e.g. sweep/eps
+        if name in used or name.startswith("explain/"):
             continue
-        section = next((sid for sid, prefixes in FIGURE_SECTIONS if png.stem.startswith(prefixes)), "more")
-        caption = png.stem.replace("_", " ")
-        others.setdefault(section, []).append(Item(figure=budget.embed(png, png.stem, store.root), caption=caption))
+        section = next((sid for sid, prefixes in FIGURE_SECTIONS if name.startswith(prefixes)), "more")
+        caption = name.replace("_", " ").replace("/", ": ")
+        others.setdefault(section, []).append(Item(figure=budget.embed(png, name, store.root), caption=caption))
     return explain, others
 
 
