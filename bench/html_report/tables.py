@@ -76,7 +76,7 @@ class Table:
 
 
 def section_of(stem: str, frame: pd.DataFrame) -> str:
-    if frame.index.name == MATRIX_INDEX:
+    if is_matrix(frame):
         return "matrices"
     for section, _, prefixes in SECTIONS:
         if stem.startswith(prefixes):
@@ -136,7 +136,7 @@ def _is_float(value) -> bool:
     return isinstance(value, (float, np.floating))
 
 
-def na_reason(row: pd.Series, column: str, frame: pd.DataFrame, stem: str, mode: str) -> str:
+def na_reason(row: dict, column: str, frame: pd.DataFrame, stem: str, mode: str) -> str:
     """Why one cell of a view has no value, as precisely as the view itself can tell."""
     if "n" in frame.columns and _is_int(row.get("n")) and int(row["n"]) == 0:
         chosen = "successful" if mode == "paper" or stem.endswith("success") else "attacked"
@@ -164,7 +164,7 @@ def build_table(stem: str, frame: pd.DataFrame, mode: str = "paper") -> Table:
     digits = {c: digits_of(stem, flat[c]) for c, is_number in zip(flat.columns, numeric) if is_number}
     notes: list[str] = []
     rows = []
-    for _, row in flat.iterrows():
+    for row in flat.to_dict("records"):  # native values, each of its column's type (iterrows upcasts ints)
         cells = []
         for i, column in enumerate(flat.columns):
             value = row[column]
@@ -179,7 +179,7 @@ def build_table(stem: str, frame: pd.DataFrame, mode: str = "paper") -> Table:
                 cells.append(Cell(str(int(value)), str(int(value))))
             elif _is_float(value):
                 background = scale_colour(float(value)) if coloured else None
-                cells.append(Cell(format_number(float(value), digits[column]), repr(float(value)),
+                cells.append(Cell(format_number(float(value), digits.get(column, 3)), repr(float(value)),
                                   bold=column in best and value == best[column], background=background,
                                   colour=text_colour(background) if background else None))
             else:
