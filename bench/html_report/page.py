@@ -12,14 +12,15 @@ from pathlib import Path
 from bench.html_report.colours import ASR_COLORMAP, legend_stops
 from bench.html_report.images import IMAGE_BUDGET_BYTES, MAX_IMAGE_BYTES, MAX_SIDE, Embedded, ImageBudget
 from bench.html_report.pending import explanation_pending, has_shards, shard_progress
-from bench.html_report.tables import SECTIONS, Table, build_table, is_matrix, section_of
+from bench.html_report.tables import MATRIX_CAPTION, SECTIONS, Table, build_table, is_matrix, section_of
 from bench.store import RunStore, atomic_write
 
 # manifest keys shown in their own blocks; any other key (e.g. hardware added later) is listed too
 SHOWN_APART = {"config", "versions", "checkpoints"}
 FIGURE_SECTIONS = [("ablations", ("latent_change", "ablation", "sweep"))]  # other figures: "more"
-EXPLAIN_COLUMNS = ("original | inversion (latent attacks) | adversarial | amplified |residual| | Grad-CAM of each "
-                   "detector on the original and on the adversarial image, the source detector first")
+FIGURE_CAPTIONS = {"latent_change_": "{rest}: mean L2 change of each W+ row over the white-box successes (paper Fig. 3)."}
+EXPLAIN_COLUMNS = ("original | {inversion}adversarial | amplified |residual| | Grad-CAM of each detector on the original "
+                   "and on the adversarial image, the source detector first")
 
 
 @dataclass
@@ -80,18 +81,23 @@ def table_sections(store: RunStore, budget: ImageBudget, mode: str) -> dict[str,
 
 def figure_sections(store: RunStore, budget: ImageBudget, used: set[str]) -> tuple[Section, dict[str, list[Item]]]:
     """The explanation grids, and every other figure of the run by the section it belongs to."""
+    records = store.records()
+    latent = set(records.loc[records["attack_kind"] == "latent", "attack"]) if "attack_kind" in records else set()
     explain = Section("explanations", "Explanations")
     for png in sorted((store.figures_dir / "explain").glob("*.png")):
         source, _, attack = png.stem.partition("__")
+        columns = EXPLAIN_COLUMNS.format(inversion="inversion | " if attack in latent else "")
         explain.items.append(Item(figure=budget.embed(png, png.stem, store.root),
-                                  caption=f"source {source}, attack {attack}: {EXPLAIN_COLUMNS}."))
+                                  caption=f"source {source}, attack {attack}: {columns}."))
     others: dict[str, list[Item]] = {}
     for png in sorted(store.figures_dir.rglob("*.png")):
         name = png.relative_to(store.figures_dir).with_suffix("").as_posix()  # e.g. sweep/eps
         if name in used or name.startswith("explain/"):
             continue
         section = next((sid for sid, prefixes in FIGURE_SECTIONS if name.startswith(prefixes)), "more")
-        caption = name.replace("_", " ").replace("/", ": ")
+        prefix = next((p for p in FIGURE_CAPTIONS if name.startswith(p)), None)
+        caption = (FIGURE_CAPTIONS[prefix].format(rest=name.removeprefix(prefix)) if prefix
+                   else name.replace("_", " ").replace("/", ": "))
         others.setdefault(section, []).append(Item(figure=budget.embed(png, name, store.root), caption=caption))
     return explain, others
 
@@ -129,6 +135,7 @@ def page_context(store: RunStore) -> dict:
         "sections": sections,
         "legend": legend_stops(),
         "colormap": ASR_COLORMAP,
+        "matrix_caption": MATRIX_CAPTION,
         "bound": {"side": MAX_SIDE, "image_kb": MAX_IMAGE_BYTES // 1000, "budget_mb": IMAGE_BUDGET_BYTES / 1e6,
                   "used_mb": budget.used / 1e6},
     }

@@ -101,7 +101,7 @@ def title_of(stem: str, frame: pd.DataFrame) -> str:
 
 def caption_of(stem: str, frame: pd.DataFrame, mode: str) -> str:
     if is_matrix(frame):
-        return MATRIX_CAPTION
+        return ""  # MATRIX_CAPTION, once above all matrices
     caption = CAPTIONS.get(stem) or next((CAPTIONS[p] for p in ("quality",) if stem.startswith(p)), "")
     if stem.startswith("leaderboard"):
         caption = " ".join(text for column, text in COLUMN_CAPTIONS.items() if column in frame.columns)
