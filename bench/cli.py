@@ -104,6 +104,9 @@ def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads,
         target = benchmark_md or Path("BENCHMARK.md")
         update_benchmark_md(target, section, render_benchmark_section(store, section, cfg.report.get("note", "")))
         say(f"updated section '{section}' of {target}", quiet)
+    from bench.html_report import write_report
+
+    say(f"report: {write_report(store)}", quiet)
     say(f"run folder: {store.root}  ({time.time() - started:.0f} s)", quiet)
     print(store.root)
 
