@@ -285,6 +285,11 @@ class MatrixRun:
                     frame.insert(0, "run_id", self.store.run_id)
                     if quality is not None:
                         frame = frame.merge(quality, on="sample_index", how="left")
+                        if target == source and self.cfg.metrics.mode == "paper" and "q_esnle_orig" in quality:
+                            from bench.metrics.file_esnle import file_esnle_columns, stored_images
+
+                            per_file = file_esnle_columns(frame, lambda i: self.images(i)[0], stored_images(adv_shards))
+                            frame = frame.merge(per_file, on="sample_index", how="left")
                     frame = frame.merge(info, on="sample_index", how="left")
                     for key, value in attack.budget().items():
                         frame[f"budget_{key}"] = str(value)
