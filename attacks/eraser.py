@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from bench.errors import UserError
+from bench.metrics.quality import truncate_uint8
 from bench.models.latent import LatentStack, build_latent_stack
 from bench.registry import register_attack
 from bench.types import Attack, AttackOutput, Detector
@@ -123,6 +124,14 @@ class EraserResult:
     w: torch.Tensor  # the final W+ codes (frozen samples: the codes of their passing image)
 
 
+# How the ASR's "inversion still fake" condition is graded (docs/latent.md):
+#   walk  - the walk's step-0 render G(w0), clamped and stored 8-bit like every image;
+#   paper - as the official evaluation: re-invert the 8-bit original, render it with a fresh noise
+#           draw and grade that render unclamped with the source detector (info
+#           "p_fake_inversion_check", which the runner uses for the white-box target).
+INVERSION_CHECKS = ("walk", "paper")
+
+
 class ArtifactEraser(LatentAttackBase):
     """Masked sign-gradient walk in W+ until the detector calls the face real."""
 
@@ -130,8 +139,12 @@ class ArtifactEraser(LatentAttackBase):
                  level_bands: str = "absolute", target: float = 0.0, noise: str = "random",
                  kappa: float | None = None, clamp: bool = False, ball: float | None = None,
                  momentum: float | None = None, double_pass: bool = False, ignore_mask: bool = False,
-                 seed: int = 0, amp: bool | None = None, max_batch: int | None = None):
+                 inversion_check: str = "walk", seed: int = 0, amp: bool | None = None,
+                 max_batch: int | None = None):
         super().__init__(stack, noise, seed, amp)
+        if inversion_check not in INVERSION_CHECKS:
+            raise UserError(f"inversion_check must be one of {', '.join(INVERSION_CHECKS)}, got {inversion_check!r}")
+        self.inversion_check = inversion_check
         self.max_batch = None if not max_batch else int(max_batch)
         self.step, self.steps, self.target = float(step), int(steps), float(target)
         self.levels, self.level_bands = levels, level_bands
@@ -231,7 +244,17 @@ class ArtifactEraser(LatentAttackBase):
         inversion = inversion.contiguous()
         info = {"inversion": inversion, "steps": steps_taken, "latent_change": (w - w0).norm(dim=2),
                 "p_fake_walk": p_walk}
+        if self.inversion_check == "paper":
+            info["p_fake_inversion_check"] = self._official_inversion_check(x01, detector, gen)
         return EraserResult(AttackOutput(adv, info), w0, w)
+
+    def _official_inversion_check(self, x01: torch.Tensor, detector: Detector, gen: torch.Generator) -> torch.Tensor:
+        """p_fake of G(E(8-bit original)) under a fresh noise draw, unclamped, in fp32: the
+        official evaluation's "inversion still fake" grade. Drawn after the walk, so the walk's
+        noise stream is the same with either ``inversion_check``."""
+        with torch.no_grad(), full_precision(x01.device):
+            w_check = self._invert(truncate_uint8(x01))
+            return detector.p_fake(self._render(w_check, gen, x01.shape[-1])).float()
 
     def _freeze(self, idx, p, img, t, done, steps_taken, out, p_walk) -> torch.Tensor:
         """Apply the kappa early stop (p_real - p_fake > kappa) to rows ``idx``; returns the
@@ -283,11 +306,11 @@ PRESETS = {
     "paper-ffpp": dict(_PAPER, step=0.001),
     # official README (attack/attack_celebdf.py): alpha 0.0002 x 50, target label 1, one
     # generator pass per step, the unclamped render graded
-    "official-readme": dict(_PAPER, step=0.0002, steps=50, target=1.0),
+    "official-readme": dict(_PAPER, step=0.0002, steps=50, target=1.0, inversion_check="paper"),
     # official FF++ script (attack/attack.py): alpha 0.0008 x 1000, kappa 0.2 early stop, mask
     # ignored, a no-grad check pass then a gradient pass per step, the render clamped in both
     "official-ffpp-script": dict(_PAPER, step=0.0008, steps=1000, kappa=0.2, clamp=True, double_pass=True,
-                                 ignore_mask=True),
+                                 ignore_mask=True, inversion_check="paper"),
     # bugs fixed, reproducible: fixed noise, output clamped before grading
     "clean": {"step": 0.001, "steps": 100, "levels": "full", "noise": "const", "target": 0.0, "clamp": True},
 }

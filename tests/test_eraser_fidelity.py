@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
 from attacks.eraser import PRESETS
-from bench.registry import create_attack
+from bench.config import load_matrix
+from bench.metrics.quality import truncate_uint8
+from bench.models.checkpoints import save_e4e
+from bench.models.e4e import Encoder4Editing
+from bench.models.latent import LatentStack
+from bench.models.stylegan2 import Generator
+from bench.registry import create_attack, create_dataset, create_detector
+from bench.runner import run_matrix
 from tests.test_eraser import models  # noqa: F401  (the shared small stack + detector fixture)
 
 
@@ -39,7 +47,8 @@ def count_generator_passes(stack, monkeypatch) -> list[int]:
 def test_ffpp_script_preset_clamps_the_render_in_both_passes(models):  # noqa: F811
     stack, d, x = models
     spy = SpyDetector(d)
-    atk = create_attack("eraser", stack=stack, preset="official-ffpp-script", step=0.02, steps=3)
+    atk = create_attack("eraser", stack=stack, preset="official-ffpp-script", step=0.02, steps=3,
+                        inversion_check="walk")  # the walk alone; the check pass is tested below
     atk.search(x, spy, torch.Generator().manual_seed(0))
     with torch.no_grad():  # the raw renders of this generator do leave [0, 1] ...
         raw = stack.render01(stack.invert(x), "const", size=64)
@@ -71,7 +80,7 @@ def test_official_readme_makes_one_generator_pass_per_step(models, monkeypatch):
     stack, d, x = models
     calls = count_generator_passes(stack, monkeypatch)
     spy = SpyDetector(d)
-    atk = create_attack("eraser", stack=stack, preset="official-readme", steps=4)
+    atk = create_attack("eraser", stack=stack, preset="official-readme", steps=4, inversion_check="walk")
     atk.search(x, spy, torch.Generator().manual_seed(0))
     assert len(spy.seen) == 4 and all(spy.graded_with_grad)  # one graded pass per step, with gradient
     assert len(calls) == 4 + 1  # one generator pass per step, plus the render of the final codes
@@ -93,3 +102,56 @@ def test_paper_and_official_presets_are_fp32_unless_asked(models):  # noqa: F811
         assert create_attack("eraser", stack=stack, preset=name).amp is False
     assert create_attack("eraser", stack=stack, preset="paper-ffpp", amp=True).amp is True
     assert create_attack("inversion", stack=stack, preset="paper").amp is False
+
+
+def test_paper_inversion_check_grades_a_fresh_unclamped_re_inversion(models):  # noqa: F811
+    stack, d, x = models
+    walk = create_attack("eraser", stack=stack, step=0.02, steps=3, noise="random").search(
+        x, d, torch.Generator().manual_seed(4))
+    paper = create_attack("eraser", stack=stack, step=0.02, steps=3, noise="random", inversion_check="paper").search(
+        x, d, torch.Generator().manual_seed(4))
+    assert torch.equal(paper.w, walk.w) and torch.equal(paper.output.adv01, walk.output.adv01)  # walk untouched
+    assert "p_fake_inversion_check" not in walk.output.info
+    const = create_attack("eraser", stack=stack, step=0.02, steps=1, noise="const", inversion_check="paper")
+    got = const.search(x, d).output.info["p_fake_inversion_check"]
+    with torch.no_grad():  # the 8-bit original re-inverted, its render graded without any clamp
+        render = stack.render01(stack.invert(truncate_uint8(x)), "const", size=64)
+        expected = d.p_fake(render)
+    assert render.min() < 0 or render.max() > 1
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert PRESETS["official-readme"]["inversion_check"] == PRESETS["official-ffpp-script"]["inversion_check"] == "paper"
+
+
+def test_runner_uses_the_paper_inversion_check_for_the_white_box_target(tmp_path):
+    torch.manual_seed(0)
+    g = Generator(64, style_dim=64, n_mlp=2, channel_max=32).eval()
+    e = Encoder4Editing(n_styles=g.n_latent, input_size=64, style_dim=64, units=(1, 1, 1, 1),
+                        widths=(16, 16, 32, 32)).eval()
+    la = g.mean_latent(1000, torch.Generator().manual_seed(1))
+    save_e4e(tmp_path / "e4e.pt", e, g, la)
+    eraser = {"attack": "eraser", "step": 0.05, "steps": 2, "noise": "const", "checkpoint": str(tmp_path / "e4e.pt")}
+    matrix = {
+        "name": "check", "seed": 0, "batch_size": 8, "shard_size": 8, "device": "cpu",
+        "dataset": {"name": "synthetic", "n": 8, "size": 64},
+        "detectors": {"checker": {"detector": "checkerboard_energy"}, "laplace": {"detector": "laplacian_energy"}},
+        "sources": ["checker"],
+        "attacks": {"walk": eraser, "paper": {**eraser, "inversion_check": "paper"}},
+        "metrics": {"mode": "paper", "quality": [], "bootstrap": 50},
+    }
+    path = tmp_path / "check.yaml"
+    path.write_text(yaml.safe_dump(matrix))
+    records = run_matrix(load_matrix(str(path)), out_root=tmp_path / "results", quiet=True).records()
+    stack = LatentStack(e, g, la)
+    data = create_dataset("synthetic", n=8, size=64)
+    paper = records[records["attack"] == "paper"].set_index(["target", "sample_index"])
+    walk = records[records["attack"] == "walk"].set_index(["target", "sample_index"])
+    indices = sorted(paper.loc["checker"].index)
+    x = torch.stack([data[i].image01.float() for i in indices])
+    with torch.no_grad():
+        expected = create_detector("checkerboard_energy").p_fake(
+            stack.render01(stack.invert(truncate_uint8(x)), "const", size=64)).numpy()
+    white = paper.loc["checker"].loc[indices, "p_fake_inversion"].to_numpy()
+    assert white == pytest.approx(expected, abs=1e-6)
+    assert not (white == walk.loc["checker"].loc[indices, "p_fake_inversion"].to_numpy()).all()
+    # transfer targets still grade the stored inversion image
+    assert paper.loc["laplace", "p_fake_inversion"].tolist() == walk.loc["laplace", "p_fake_inversion"].tolist()
