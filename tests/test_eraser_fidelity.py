@@ -155,3 +155,23 @@ def test_runner_uses_the_paper_inversion_check_for_the_white_box_target(tmp_path
     assert not (white == walk.loc["checker"].loc[indices, "p_fake_inversion"].to_numpy()).all()
     # transfer targets still grade the stored inversion image
     assert paper.loc["laplace", "p_fake_inversion"].tolist() == walk.loc["laplace", "p_fake_inversion"].tolist()
+
+
+@pytest.mark.parametrize("start_from_latent_avg", [True, False])
+def test_e4e_without_latent_avg_follows_the_official_mean_latent_1000(models, tmp_path, start_from_latent_avg):  # noqa: F811
+    from bench.models.checkpoints import read_e4e
+
+    stack, _, _ = models
+    path = save_e4e(tmp_path / "e4e.pt", stack.encoder, stack.generator, stack.latent_avg)
+    raw = torch.load(path, weights_only=True)
+    del raw["latent_avg"]
+    raw["opts"]["start_from_latent_avg"] = start_from_latent_avg
+    torch.save(raw, path)
+    got = read_e4e(path).latent_avg
+    if start_from_latent_avg:  # official EncodeDecode.load_latent_avg: decoder.mean_latent(1000)
+        with torch.no_grad():
+            expected = stack.generator.mean_latent(1000, torch.Generator().manual_seed(0))
+        assert torch.equal(got, expected.expand(10, -1))
+        assert got.abs().mean() > 0.01
+    else:  # the encoder predicts absolute codes
+        assert torch.equal(got, torch.zeros(10, 64))
