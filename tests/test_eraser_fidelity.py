@@ -12,9 +12,6 @@ from attacks.eraser import PRESETS
 from bench.config import load_matrix
 from bench.metrics.quality import truncate_uint8
 from bench.models.checkpoints import save_e4e
-from bench.models.e4e import Encoder4Editing
-from bench.models.latent import LatentStack
-from bench.models.stylegan2 import Generator
 from bench.registry import create_attack, create_dataset, create_detector
 from bench.runner import run_matrix
 from tests.test_eraser import models  # noqa: F401  (the shared small stack + detector fixture)
@@ -122,13 +119,9 @@ def test_paper_inversion_check_grades_a_fresh_unclamped_re_inversion(models):  #
     assert PRESETS["official-readme"]["inversion_check"] == PRESETS["official-ffpp-script"]["inversion_check"] == "paper"
 
 
-def test_runner_uses_the_paper_inversion_check_for_the_white_box_target(tmp_path):
-    torch.manual_seed(0)
-    g = Generator(64, style_dim=64, n_mlp=2, channel_max=32).eval()
-    e = Encoder4Editing(n_styles=g.n_latent, input_size=64, style_dim=64, units=(1, 1, 1, 1),
-                        widths=(16, 16, 32, 32)).eval()
-    la = g.mean_latent(1000, torch.Generator().manual_seed(1))
-    save_e4e(tmp_path / "e4e.pt", e, g, la)
+def test_runner_uses_the_paper_inversion_check_for_the_white_box_target(models, tmp_path):  # noqa: F811
+    stack = models[0]
+    save_e4e(tmp_path / "e4e.pt", stack.encoder, stack.generator, stack.latent_avg)
     eraser = {"attack": "eraser", "step": 0.05, "steps": 2, "noise": "const", "checkpoint": str(tmp_path / "e4e.pt")}
     matrix = {
         "name": "check", "seed": 0, "batch_size": 8, "shard_size": 8, "device": "cpu",
@@ -141,7 +134,6 @@ def test_runner_uses_the_paper_inversion_check_for_the_white_box_target(tmp_path
     path = tmp_path / "check.yaml"
     path.write_text(yaml.safe_dump(matrix))
     records = run_matrix(load_matrix(str(path)), out_root=tmp_path / "results", quiet=True).records()
-    stack = LatentStack(e, g, la)
     data = create_dataset("synthetic", n=8, size=64)
     paper = records[records["attack"] == "paper"].set_index(["target", "sample_index"])
     walk = records[records["attack"] == "walk"].set_index(["target", "sample_index"])

@@ -43,13 +43,13 @@ def test_paper_esnle_of_a_two_frame_file_is_esnle_strips_of_its_successful_frame
     per_file = file_esnle_columns(records, lambda i: orig[i], lambda i: adv[i])
     records = records.merge(per_file, on="sample_index")
     assert math.isnan(records.loc[2, "q_esnle_file_adv"])  # an unsuccessful frame carries no file value
-    paper, _ = quality_rows(records, "success", n_boot=50)
+    paper, _ = quality_rows(records, "success", n_boot=50, paper=True)
     expected_adv = (float(esnle_strips(adv[[0, 1]])) + float(esnle_strips(adv[[3]]))) / 2
     expected_orig = (float(esnle_strips(orig[[0, 1]])) + float(esnle_strips(orig[[3]]))) / 2
     assert paper.loc[("det", "atk"), "ESNLE adv"] == pytest.approx(expected_adv, rel=1e-12)
     assert paper.loc[("det", "atk"), "ESNLE orig"] == pytest.approx(expected_orig, rel=1e-12)
     # the per-frame half strips averaged per video are a different number: the test can tell
-    clean, _ = quality_rows(records, "success", n_boot=50)
+    clean, _ = quality_rows(records, "success", n_boot=50, paper=False)
     assert abs(clean.loc[("det", "atk"), "ESNLE adv"] - expected_adv) > 0.01 * expected_adv
 
 
@@ -61,7 +61,7 @@ def test_paper_id_retention_pools_frames_over_unequal_success_counts():
         q_id_similarity=[0.9, 0.8, 0.85, 0.5, 0.3, 0.95, 0.95],
         q_ssim=[0.9, 0.9, 0.9, 0.9, 0.4, 1.0, 1.0],
         q_tv_adv=[10.0, 10.0, 10.0, 10.0, 40.0, 0.0, 0.0])
-    paper, ci = quality_rows(records, "success", n_boot=200)
+    paper, ci = quality_rows(records, "success", n_boot=200, paper=True)
     row = paper.loc[("det", "atk")]
     assert row["ID ret. (%)"] == pytest.approx(100 * 3 / 5)  # pooled over the 5 frames, not (75 + 0) / 2
     assert row["ID sim."] == pytest.approx((0.9 + 0.8 + 0.85 + 0.5 + 0.3) / 5)
