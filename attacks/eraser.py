@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from bench.errors import UserError
+from bench.metrics.quality import truncate_uint8
 from bench.models.latent import LatentStack, build_latent_stack
 from bench.registry import register_attack
 from bench.types import Attack, AttackOutput, Detector
@@ -79,6 +80,14 @@ def autocast_for(device: torch.device, amp: bool | None):
     return contextlib.nullcontext()
 
 
+def full_precision(device: torch.device):
+    """Leave any enclosing autocast: fp32 for the inversion and the returned render. In bf16 the
+    encoder moves w0 by up to 0.034 (six steps of alpha = 0.001) before the walk begins."""
+    if device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class LatentAttackBase(Attack):
     is_latent = True
 
@@ -96,6 +105,11 @@ class LatentAttackBase(Attack):
         g = self.stack.generator
         return g.const_noise() if self.noise == "const" else g.random_noise(batch, gen)
 
+    def _invert(self, x01: torch.Tensor) -> torch.Tensor:
+        """w0 = E(x) + latent_avg in fp32, whatever ``amp`` says."""
+        with torch.no_grad(), full_precision(x01.device):
+            return self.stack.invert(x01.float()).float()
+
     def _render(self, w: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tensor:
         img = self.stack.render01(w, self._noise(w.shape[0], gen), size=size)
         # channels_last propagates through the detector's convs: tensor cores on CUDA, and
@@ -110,22 +124,34 @@ class EraserResult:
     w: torch.Tensor  # the final W+ codes (frozen samples: the codes of their passing image)
 
 
+# How the ASR's "inversion still fake" condition is graded (docs/latent.md):
+#   walk  - the walk's step-0 render G(w0), clamped and stored 8-bit like every image;
+#   paper - as the official evaluation: re-invert the 8-bit original, render it with a fresh noise
+#           draw and grade that render unclamped with the source detector (info
+#           "p_fake_inversion_check", which the runner uses for the white-box target).
+INVERSION_CHECKS = ("walk", "paper")
+
+
 class ArtifactEraser(LatentAttackBase):
     """Masked sign-gradient walk in W+ until the detector calls the face real."""
 
     def __init__(self, stack: LatentStack, step: float = 0.001, steps: int = 100, levels: str | Sequence[int] = "full",
                  level_bands: str = "absolute", target: float = 0.0, noise: str = "random",
                  kappa: float | None = None, clamp: bool = False, ball: float | None = None,
-                 momentum: float | None = None, double_pass: bool = False, resample_output: bool = False,
-                 ignore_mask: bool = False, seed: int = 0, amp: bool | None = None, max_batch: int | None = None):
+                 momentum: float | None = None, double_pass: bool = False, ignore_mask: bool = False,
+                 inversion_check: str = "walk", seed: int = 0, amp: bool | None = None,
+                 max_batch: int | None = None):
         super().__init__(stack, noise, seed, amp)
+        if inversion_check not in INVERSION_CHECKS:
+            raise UserError(f"inversion_check must be one of {', '.join(INVERSION_CHECKS)}, got {inversion_check!r}")
+        self.inversion_check = inversion_check
         self.max_batch = None if not max_batch else int(max_batch)
         self.step, self.steps, self.target = float(step), int(steps), float(target)
         self.levels, self.level_bands = levels, level_bands
         self.rows = level_rows("full" if ignore_mask else levels, stack.n_latent, level_bands)
         self.kappa = None if kappa is None else float(kappa)
         self.clamp, self.ball, self.momentum = bool(clamp), ball, momentum
-        self.double_pass, self.resample_output = bool(double_pass), bool(resample_output)
+        self.double_pass = bool(double_pass)
 
     def budget(self) -> dict[str, Any]:
         return {"norm": "sign-step in W+", "eps": self.step, "steps": self.steps}
@@ -154,8 +180,7 @@ class ArtifactEraser(LatentAttackBase):
     def _search(self, x01: torch.Tensor, detector: Detector, gen: torch.Generator) -> EraserResult:
         b, size, dev = x01.shape[0], x01.shape[-1], x01.device
         amp = autocast_for(dev, self.amp)
-        with torch.no_grad(), amp:
-            w0 = self.stack.invert(x01).float()
+        w0 = self._invert(x01)
         # The inversion image G(w0) is the walk's first render (a step-0 pass sees w = w0 for every
         # sample), so it costs no generator pass of its own.
         inversion: torch.Tensor | None = None
@@ -207,18 +232,29 @@ class ArtifactEraser(LatentAttackBase):
                 new = w0[idx] + (new - w0[idx]).clamp(-self.ball, self.ball)
             still = ~done[idx]
             w[idx] = torch.where(rowmask & still[:, None, None], new, w_act)
-        with torch.no_grad(), amp:
+        # The returned image: a frozen sample keeps its passing render (as the official attack.py);
+        # the others get one more render of their final codes, in fp32 whatever ``amp`` says.
+        with torch.no_grad(), full_precision(dev):
             if inversion is None:  # steps == 0
                 inversion = self._render(w0, gen, size).float().clamp(0, 1)
-            redo = torch.ones_like(done) if self.resample_output else ~done
-            idx = redo.nonzero().squeeze(1)
+            idx = (~done).nonzero().squeeze(1)
             if idx.numel():
                 out[idx] = self._render(w[idx], gen, size).float()
         adv = out.clamp(0, 1).contiguous()
         inversion = inversion.contiguous()
         info = {"inversion": inversion, "steps": steps_taken, "latent_change": (w - w0).norm(dim=2),
                 "p_fake_walk": p_walk}
+        if self.inversion_check == "paper":
+            info["p_fake_inversion_check"] = self._official_inversion_check(x01, detector, gen)
         return EraserResult(AttackOutput(adv, info), w0, w)
+
+    def _official_inversion_check(self, x01: torch.Tensor, detector: Detector, gen: torch.Generator) -> torch.Tensor:
+        """p_fake of G(E(8-bit original)) under a fresh noise draw, unclamped, in fp32: the
+        official evaluation's "inversion still fake" grade. Drawn after the walk, so the walk's
+        noise stream is the same with either ``inversion_check``."""
+        with torch.no_grad(), full_precision(x01.device):
+            w_check = self._invert(truncate_uint8(x01))
+            return detector.p_fake(self._render(w_check, gen, x01.shape[-1])).float()
 
     def _freeze(self, idx, p, img, t, done, steps_taken, out, p_walk) -> torch.Tensor:
         """Apply the kappa early stop (p_real - p_fake > kappa) to rows ``idx``; returns the
@@ -247,8 +283,8 @@ class InversionOnly(LatentAttackBase):
     def __call__(self, x01: torch.Tensor, labels: torch.Tensor, detector: Detector,
                  generator: torch.Generator | None = None, reference: torch.Tensor | None = None) -> AttackOutput:
         gen = self._prepare(x01, generator)
-        with torch.no_grad(), autocast_for(x01.device, self.amp):
-            w0 = self.stack.invert(x01).float()
+        w0 = self._invert(x01)
+        with torch.no_grad(), full_precision(x01.device):
             img = self._render(w0, gen, x01.shape[-1]).float().clamp(0, 1).contiguous()
         b = x01.shape[0]
         info = {"inversion": img, "steps": torch.zeros(b, dtype=torch.long, device=x01.device),
@@ -259,16 +295,22 @@ class InversionOnly(LatentAttackBase):
 _STACK_KEYS = ("checkpoint", "encoder", "generator", "latent_avg", "encoder_checkpoint", "generator_checkpoint",
                "encoder_input_size", "trust_checkpoint")
 
-_PAPER = {"steps": 100, "levels": "full", "noise": "random", "target": 0.0, "kappa": None, "clamp": False}
+# The paper and official presets run in fp32 (amp=False) unless the user passes amp=True: the
+# official code has no autocast, and bf16 moves the walk (docs/latent.md, "paper preset vs
+# official code").
+_PAPER = {"steps": 100, "levels": "full", "noise": "random", "target": 0.0, "kappa": None, "clamp": False,
+          "amp": False}
 PRESETS = {
     "paper-celebdf": dict(_PAPER, step=0.0006),
     "paper-dfdc": dict(_PAPER, step=0.001),
     "paper-ffpp": dict(_PAPER, step=0.001),
-    # official README (Celeb-DF): alpha 0.0002 x 50, target label 1, two passes per step
-    "official-readme": dict(_PAPER, step=0.0002, steps=50, target=1.0, double_pass=True, resample_output=True),
-    # official FF++ script: alpha 0.0008 x 1000 with kappa 0.2 early stop, mask ignored
-    "official-ffpp-script": dict(_PAPER, step=0.0008, steps=1000, kappa=0.2, double_pass=True,
-                                 resample_output=True, ignore_mask=True),
+    # official README (attack/attack_celebdf.py): alpha 0.0002 x 50, target label 1, one
+    # generator pass per step, the unclamped render graded
+    "official-readme": dict(_PAPER, step=0.0002, steps=50, target=1.0, inversion_check="paper"),
+    # official FF++ script (attack/attack.py): alpha 0.0008 x 1000, kappa 0.2 early stop, mask
+    # ignored, a no-grad check pass then a gradient pass per step, the render clamped in both
+    "official-ffpp-script": dict(_PAPER, step=0.0008, steps=1000, kappa=0.2, clamp=True, double_pass=True,
+                                 ignore_mask=True, inversion_check="paper"),
     # bugs fixed, reproducible: fixed noise, output clamped before grading
     "clean": {"step": 0.001, "steps": 100, "levels": "full", "noise": "const", "target": 0.0, "clamp": True},
 }
@@ -287,7 +329,7 @@ def eraser(**kwargs: Any) -> ArtifactEraser:
     return ArtifactEraser(stack, **opts)
 
 
-@register_attack("inversion", presets={"paper": {"noise": "random"}, "clean": {"noise": "const"}})
+@register_attack("inversion", presets={"paper": {"noise": "random", "amp": False}, "clean": {"noise": "const"}})
 def inversion(**kwargs: Any) -> InversionOnly:
     """Inversion-only control: G(E(x)) with zero latent steps."""
     stack_kw, opts = _split(dict(kwargs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 import sys
 import time
@@ -158,7 +159,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
         for col in frame.columns:
             table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fi" else "left")
         for _, row in frame.iterrows():
-            table.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in row])
+            table.add_row(*[("n/a" if math.isnan(v) else f"{v:.1f}") if isinstance(v, float) else str(v) for v in row])
         out.print(table)
 
 

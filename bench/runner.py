@@ -275,6 +275,10 @@ class MatrixRun:
                     frame["p_fake_inversion"] = (frame["p_fake_inversion_image"] if uses_inversion
                                                  else frame["p_fake_clean"])
                     frame = frame.drop(columns=[c for c in ["p_fake_inversion_image"] if c in frame])
+                    if uses_inversion and target == source and "info_p_fake_inversion_check" in info:
+                        # the eraser graded the official re-inversion itself (inversion_check="paper")
+                        check = info.set_index("sample_index")["info_p_fake_inversion_check"]
+                        frame["p_fake_inversion"] = frame["sample_index"].map(check).to_numpy(dtype=np.float64)
                     eligible, inv_fake, success = success_flags(frame["p_fake_clean"], frame["p_fake_inversion"],
                                                                 frame["p_fake_adv"])
                     frame["eligible"], frame["inversion_fake"], frame["success"] = eligible, inv_fake, success
@@ -285,6 +289,11 @@ class MatrixRun:
                     frame.insert(0, "run_id", self.store.run_id)
                     if quality is not None:
                         frame = frame.merge(quality, on="sample_index", how="left")
+                        if target == source and self.cfg.metrics.mode == "paper" and "q_esnle_orig" in quality:
+                            from bench.metrics.file_esnle import file_esnle_columns, stored_images
+
+                            per_file = file_esnle_columns(frame, lambda i: self.images(i)[0], stored_images(adv_shards))
+                            frame = frame.merge(per_file, on="sample_index", how="left")
                     frame = frame.merge(info, on="sample_index", how="left")
                     for key, value in attack.budget().items():
                         frame[f"budget_{key}"] = str(value)

@@ -4,7 +4,9 @@ The runner calls ``QualityMeter.measure`` once per (source, attack, shard) on th
 tripped images it stored. Which image is compared with the adversarial follows the metric mode:
 
 - ``paper``: LPIPS against the *inversion* for latent attacks and against the original
-  otherwise (what the official evaluation does); ESNLE on the official half-width strips.
+  otherwise (what the official evaluation does); ESNLE per frame on its two half-width strips
+  (the paper-mode view replaces it by one estimate per video over its successful frames,
+  ``bench.metrics.file_esnle``, added when the runner merges the records).
 - ``clean``: LPIPS against the original for every attack; ESNLE on the whole image.
 
 SSIM, PSNR and identity always compare with the original. Columns are ``q_<metric>`` for

@@ -166,7 +166,13 @@ class E4ECheckpoint:
     opts: dict[str, Any]
 
 
-def read_e4e(path: str | os.PathLike, trust_checkpoint: bool = False, latent_avg_samples: int = 10_000) -> E4ECheckpoint:
+# The official EncodeDecode.load_latent_avg: a file without latent_avg, trained with
+# start_from_latent_avg, gets decoder.mean_latent(1000) (we seed the draw, the official does not)
+OFFICIAL_MEAN_LATENT_SAMPLES = 1000
+
+
+def read_e4e(path: str | os.PathLike, trust_checkpoint: bool = False,
+             latent_avg_samples: int = OFFICIAL_MEAN_LATENT_SAMPLES) -> E4ECheckpoint:
     """Load an e4e/pSp ``.pt`` (official or written by :func:`save_e4e`)."""
     ckpt = safe_load(path, trust_checkpoint)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
@@ -184,7 +190,11 @@ def read_e4e(path: str | os.PathLike, trust_checkpoint: bool = False, latent_avg
     load_strict(encoder, enc_sd, f"{path} encoder", optional=("num_batches_tracked",))
     generator = build_generator(dec_sd, gen_cfg)
     la = normalise_latent_avg(ckpt.get("latent_avg"), generator.n_latent)
-    if la is None:  # trained without start_from_latent_avg: the encoder predicts absolute codes
+    if la is None and opts.get("start_from_latent_avg", True):
+        with torch.no_grad():
+            mean = generator.mean_latent(latent_avg_samples, torch.Generator().manual_seed(0))
+        la = mean.expand(generator.n_latent, -1).clone()
+    elif la is None:  # trained without start_from_latent_avg: the encoder predicts absolute codes
         la = torch.zeros(generator.n_latent, generator.style_dim)
     return E4ECheckpoint(encoder.eval(), generator, la, opts)
 
