@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from bench.cli_options import trust_checkpoint_option
 from bench.errors import UserError
 from bench.progress import console, say
 
@@ -21,7 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions
 def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:  # plain `bench` runs the embedded default
         run(matrix=None, out=Path("results"), limit=None, device=None, fresh=False, quiet=False,
-            benchmark_md=None, distributed=None)
+            benchmark_md=None, distributed=None, trust_checkpoint=False)
 
 
 @app.command("list")
@@ -63,9 +64,13 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     benchmark_md: Path | None = typer.Option(None, "--benchmark-md", help="BENCHMARK.md to update (default: the matrix's report.benchmark_section goes to ./BENCHMARK.md)"),
     distributed: bool | None = typer.Option(None, "--distributed/--no-distributed", help="split the shards over the ranks of a torchrun/srun launch (default: detect torchrun)"),
+    trust_checkpoint: bool = trust_checkpoint_option(),
 ) -> None:
     """Run (or resume) a matrix: attack, score on every target, render tables and figures."""
     from bench.distributed import Ranks
+    from bench.trust import allow_full_unpickle
+
+    allow_full_unpickle(trust_checkpoint)
 
     ranks = Ranks.start(distributed)
     try:
@@ -168,30 +173,22 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
+    from bench.cli_exit import INTERRUPTED_EXIT, handle, interrupted
     from bench.cpu_allocator import keep_freed_memory
-    from bench.registry import UnknownNameError
 
     keep_freed_memory()
 
     try:
-        app(args=argv, standalone_mode=False)
-    except (UserError, UnknownNameError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: finished shards are kept; run the same command again to resume", file=sys.stderr)
-        sys.exit(130)
+        code = app(args=argv, standalone_mode=False)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            print(f"error: {exc.format_message()}", file=sys.stderr)
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except BaseException as exc:  # every way out becomes one line and an exit code
+        handle(exc, argv)
+    # in non-standalone mode typer turns Ctrl-C into a returned 130 instead of raising
+    if code == INTERRUPTED_EXIT:
+        interrupted(argv)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

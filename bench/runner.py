@@ -10,6 +10,7 @@ work, so a resumed run gives the same numbers as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from bench.distributed import Ranks, compute_device
 from bench.errors import UserError
 from bench.progress import progress_bar
 from bench.registry import create_attack, create_dataset, create_detector
-from bench.store import RunStore
+from bench.run_lock import run_folder_lock
+from bench.store import RunStore, run_root_of
 from bench.types import FAKE, REAL, Attack, Detector
 
 
@@ -310,22 +312,29 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
                ranks: Ranks | None = None) -> RunStore:
     """Build everything (validating all inputs first), then run or resume the matrix. With
     ``ranks`` (a torchrun launch) this process computes its share; only rank 0 merges and renders."""
+    from bench.preflight import check_output_folders
+
     limit = limit or cfg.limit
     resolved = cfg.resolved()
     resolved["limit"] = limit
+    check_output_folders(Path(out_root))
     if ranks is None:
         built = build(cfg, limit, device)
-        store = RunStore.create(Path(out_root), resolved, fresh=fresh)
-    else:  # rank 0 first: building may fill shared caches, and it alone creates the run folder
+    else:  # rank 0 first: building may fill shared caches
         rank_device = str(compute_device(device or cfg.device, ranks.local_rank))
         built = ranks.main_first(build, cfg, limit, rank_device)
-        store = ranks.main_first(lambda: RunStore.create(Path(out_root), resolved, fresh=fresh and ranks.is_main))
-    run = MatrixRun(cfg, built, store, quiet=quiet)
-    if ranks is None:
-        run.execute()
-    elif not ranks.execute(run):
-        return store  # this rank's shards are on disk; rank 0 merges and renders
-    from bench.report import render_run
+    owner = ranks is None or ranks.is_main  # rank 0 alone creates, and so locks, the run folder
+    with run_folder_lock(run_root_of(Path(out_root), resolved)) if owner else contextlib.nullcontext():
+        if ranks is None:
+            store = RunStore.create(Path(out_root), resolved, fresh=fresh)
+        else:
+            store = ranks.main_first(lambda: RunStore.create(Path(out_root), resolved, fresh=fresh and ranks.is_main))
+        run = MatrixRun(cfg, built, store, quiet=quiet)
+        if ranks is None:
+            run.execute()
+        elif not ranks.execute(run):
+            return store  # this rank's shards are on disk; rank 0 merges and renders
+        from bench.report import render_run
 
-    render_run(store, quiet=quiet)
+        render_run(store, quiet=quiet)
     return store

@@ -62,6 +62,14 @@ def run_id_of(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def run_root_of(out_root: Path, resolved: dict[str, Any]) -> Path:
+    """OUT/<matrix name>/<run id>; the name must be one plain folder name (never '..' or '/x')."""
+    from bench.matrix_checks import check_run_name
+
+    check_run_name(resolved["name"], "matrix")
+    return out_root / resolved["name"] / run_id_of(resolved)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -119,7 +127,7 @@ class RunStore:
     @classmethod
     def create(cls, out_root: Path, resolved: dict[str, Any], fresh: bool = False) -> RunStore:
         run_id = run_id_of(resolved)
-        root = Path(out_root) / resolved["name"] / run_id
+        root = run_root_of(Path(out_root), resolved)
         if fresh and root.exists():
             shutil.rmtree(root)
         store = cls(root)

@@ -8,7 +8,7 @@
 
 Everything loads with ``torch.load(weights_only=True)``; the only class allowed beyond plain
 containers and tensors is ``argparse.Namespace`` (rosinality's ``args``). Files that need any
-other global are refused unless ``trust_checkpoint=True``.
+other global are refused unless the command was given ``--trust-checkpoint`` (``bench.trust``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench import trust
+from bench.checkpoint_format import refuse_non_torch_file
 from bench.errors import UserError
 from bench.models.e4e import Encoder4Editing
 from bench.models.irse import Backbone
@@ -33,20 +35,34 @@ BENCH_FORMAT = "artifact-bench-e4e-v1"  # marks files written by save_e4e (their
 
 
 def safe_load(path: str | os.PathLike, trust_checkpoint: bool = False) -> Any:
-    """``torch.load`` with weights_only=True, allow-listing exactly ``argparse.Namespace``."""
+    """``torch.load`` with weights_only=True, allow-listing exactly ``argparse.Namespace``; a full
+    unpickle only under the command's ``--trust-checkpoint`` (``bench.trust``)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path} (check the path)")
-    if trust_checkpoint:
-        return torch.load(path, map_location="cpu", weights_only=False)
+    trust.refuse_requested_trust(trust_checkpoint)
+    refuse_non_torch_file(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f" (it needs {found.group(1)})" if found else ""
-        raise UserError(f"{path} needs arbitrary code to unpickle{what}; refusing. Re-save it as a plain "
-                        "state dict, or pass trust_checkpoint=True if you trust its source") from None
+        if not trust.full_unpickle_allowed():
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            what = f" (it needs {found.group(1)})" if found else ""
+            raise UserError(f"{path} needs arbitrary code to unpickle{what}; refusing. Re-save it as a plain "
+                            f"state dict, or pass {trust.FLAG} if you trust its source") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable torch checkpoint ({_first_line(exc)})") from None
+    try:
+        return trust.load_fully(path, lambda p: torch.load(p, map_location="cpu", weights_only=False))
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"{path} could not be unpickled ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _config_dict(obj: Any) -> dict[str, Any]:
