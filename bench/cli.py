@@ -125,6 +125,9 @@ def export(
     if format not in FORMATS:
         raise UserError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
     store = RunStore.open(run_dir)
+    if to is not None and (to.is_dir() or not to.parent.is_dir()):
+        raise UserError(f"--to {to}: " + ("is a folder; name a file in it" if to.is_dir()
+                                          else f"folder {to.parent} does not exist; create it first"))
     if to is not None and to.name == "BENCHMARK.md":
         name = section or store.manifest["matrix"]
         note = store.manifest.get("config", {}).get("report", {}).get("note", "")

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from bench.config import MatrixConfig, validate_names
+from bench.detector_contract import checked_p_fake, probe_detectors
 from bench.distributed import Ranks, compute_device
 from bench.errors import UserError
 from bench.progress import progress_bar
@@ -76,9 +77,10 @@ class Built:
     detectors: dict[str, Detector]
     attacks: dict[str, Attack]
     device: torch.device
+    quality: Any = None  # the QualityMeter, built up front so a broken metric backend fails early
 
 
-def build(cfg: MatrixConfig, limit: int | None, device: str | None) -> Built:
+def build(cfg: MatrixConfig, limit: int | None, device: str | None, quiet: bool = False) -> Built:
     from bench.preflight import check_inputs
 
     validate_names(cfg)
@@ -102,11 +104,18 @@ def build(cfg: MatrixConfig, limit: int | None, device: str | None) -> Built:
         if isinstance(attack, nn.Module):
             attack = attack.to(dev).eval()
         attacks[spec.label] = attack
+    probe = torch.stack([dataset[i].image01.float() for i in (fakes[:1] + reals[:1])]).to(dev)
+    probe_detectors(detectors, probe)  # a detector that breaks the (B,2) finite contract fails here
     needs_reals = any(a.needs_reference for a in attacks.values())
     if needs_reals and not reals:
         raise UserError(f"dataset {cfg.dataset.name!r} has no real samples, which "
                         f"{', '.join(k for k, a in attacks.items() if a.needs_reference)} need as reference")
-    return Built(dataset, fakes, reals, detectors, attacks, dev)
+    quality = None
+    if cfg.metrics.quality or cfg.metrics.identity != "none":
+        from bench.metrics.measure import QualityMeter
+
+        quality = QualityMeter(cfg.metrics, dev, quiet=quiet)
+    return Built(dataset, fakes, reals, detectors, attacks, dev, quality)
 
 
 class MatrixRun:
@@ -134,11 +143,15 @@ class MatrixRun:
 
     @torch.no_grad()
     def p_fake(self, detector: Detector, x01: torch.Tensor) -> np.ndarray:
-        out = [detector.p_fake(x01[b].to(self.built.device)).float().cpu() for b in self.batches(len(x01))]
+        name = next(label for label, d in self.built.detectors.items() if d is detector)
+        out = [checked_p_fake(name, detector, x01[b].to(self.built.device)).float().cpu()
+               for b in self.batches(len(x01))]
         return torch.cat(out).numpy().astype(np.float64)
 
     @property
     def quality(self):
+        if self._quality is None and self.built.quality is not None:
+            self._quality = self.built.quality
         if self._quality is None:
             from bench.metrics.measure import QualityMeter
 
@@ -319,10 +332,10 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
     resolved["limit"] = limit
     check_output_folders(Path(out_root))
     if ranks is None:
-        built = build(cfg, limit, device)
+        built = build(cfg, limit, device, quiet=quiet)
     else:  # rank 0 first: building may fill shared caches
         rank_device = str(compute_device(device or cfg.device, ranks.local_rank))
-        built = ranks.main_first(build, cfg, limit, rank_device)
+        built = ranks.main_first(build, cfg, limit, rank_device, quiet=quiet)
     owner = ranks is None or ranks.is_main  # rank 0 alone creates, and so locks, the run folder
     with run_folder_lock(run_root_of(Path(out_root), resolved)) if owner else contextlib.nullcontext():
         if ranks is None:

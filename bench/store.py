@@ -45,6 +45,9 @@ def atomic_write(path: Path, write) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk or a folder that turned read-only: one line, not a traceback
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another --out "
+                        "(finished shards are kept; the same command resumes)") from None
     finally:
         if tmp.exists():
             tmp.unlink()

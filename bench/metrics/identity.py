@@ -128,15 +128,9 @@ class IRSE50Backend(IDBackend):
         path = Path(weights).expanduser()
         if not path.is_file():
             raise UserError(f"IR-SE50 weights not found: {path}; pass the path of pSp's model_ir_se50.pth")
-        from bench.models.irse import Backbone  # lazy: only this backend needs the network code
+        from bench.models.checkpoints import read_irse50  # lazy: only this backend needs the network code
 
-        net = Backbone(input_size=112, num_layers=50, mode="ir_se")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise UserError(f"{path} is not an IR-SE50 state dict ({str(exc).splitlines()[0]})") from exc
-        return net
+        return read_irse50(path)  # weights-only, with one clear line for a corrupt or foreign file
 
     @torch.no_grad()
     def embed(self, x01: torch.Tensor) -> torch.Tensor:

@@ -185,8 +185,20 @@ class E4ECheckpoint:
 def read_e4e(path: str | os.PathLike, trust_checkpoint: bool = False, latent_avg_samples: int = 10_000) -> E4ECheckpoint:
     """Load an e4e/pSp ``.pt`` (official or written by :func:`save_e4e`)."""
     ckpt = safe_load(path, trust_checkpoint)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise UserError(f"{path} is not an e4e checkpoint (no 'state_dict' entry)")
+    if not isinstance(ckpt, dict) or not _is_state_dict(ckpt.get("state_dict")):
+        raise UserError(f"{path} is not an e4e checkpoint (no 'state_dict' entry of tensors)")
+    try:
+        return _e4e_from(ckpt, path)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise UserError(f"{path} is not an e4e checkpoint this code can read ({type(exc).__name__}: "
+                        f"{_first_line(exc)})") from None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _e4e_from(ckpt: dict[str, Any], path: str | os.PathLike) -> E4ECheckpoint:
     opts = _config_dict(ckpt.get("opts"))
     sd = ckpt["state_dict"]
     enc_sd, dec_sd = split_prefix(sd, "encoder."), split_prefix(sd, "decoder.")
@@ -230,7 +242,10 @@ def read_irse50(path: str | os.PathLike, trust_checkpoint: bool = False) -> Back
     sd = safe_load(path, trust_checkpoint)
     if isinstance(sd, dict) and "state_dict" in sd:
         sd = sd["state_dict"]
-    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    if not _is_state_dict(sd):
+        raise UserError(f"{path} is not an IR-SE50 checkpoint (expected a state dict of tensors, as pSp's "
+                        "model_ir_se50.pth)")
+    sd = {str(k).removeprefix("module."): v for k, v in sd.items()}
     model = Backbone(112, 50, "ir_se", drop_ratio=0.6)
     load_strict(model, sd, str(path), optional=("num_batches_tracked",))
     return model.eval()
