@@ -178,15 +178,19 @@ _register_commands()
 def main(argv: list[str] | None = None) -> None:
     from bench.cli_exit import INTERRUPTED_EXIT, handle, interrupted
     from bench.cpu_allocator import keep_freed_memory
+    from bench.held_warnings import hold_warnings, release_warnings
 
     keep_freed_memory()
 
+    hold_warnings()  # library warnings must not come before an error line
     try:
         code = app(args=argv, standalone_mode=False)
     except SystemExit:
         raise
     except BaseException as exc:  # every way out becomes one line and an exit code
         handle(exc, argv)
+    finally:
+        release_warnings()
     # in non-standalone mode typer turns Ctrl-C into a returned 130 instead of raising
     if code == INTERRUPTED_EXIT:
         interrupted(argv)

@@ -273,4 +273,4 @@ def load_matrix(name_or_path: str | None, prepare: bool = True, quiet: bool = Fa
         run_prepare_hooks(data["prepare"], path, quiet=quiet)
     from bench.matrix_checks import check_matrix
 
-    return check_matrix(parse_matrix(data, path))
+    return check_matrix(parse_matrix(data, path), data)

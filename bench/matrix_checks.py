@@ -9,7 +9,7 @@ Every message names the file and the key.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any
 
@@ -60,8 +60,12 @@ def check_run_name(name: str, where: str) -> None:
                         f"got {name!r}; the run is written to OUT/<name>/<run-id>")
 
 
-def check_matrix(cfg: MatrixConfig) -> MatrixConfig:
+def check_matrix(cfg: MatrixConfig, raw: Mapping[str, Any] | None = None) -> MatrixConfig:
+    """``raw`` is the YAML mapping as read: an explicit ``name:`` that is empty is an error too
+    (only a matrix without the key takes its file's stem)."""
     path = cfg.path
+    if raw is not None and "name" in raw and not (isinstance(raw["name"], (str, int)) and str(raw["name"])):
+        check_run_name("", path)
     check_run_name(cfg.name, path)
     refuse_trust_option(cfg.dataset.options, f"{path}: dataset")
     refuse_trust_option(cfg.metrics.identity_options, f"{path}: metrics.identity_options")
@@ -79,4 +83,10 @@ def check_matrix(cfg: MatrixConfig) -> MatrixConfig:
     _check(cfg.metrics.bootstrap, AT_LEAST_0, f"{path}: metrics.bootstrap")
     if "n" in cfg.explain:
         _check(cfg.explain["n"], AT_LEAST_1, f"{path}: explain.n")
+    wanted = cfg.explain.get("attacks")
+    labels = [spec.label for spec in cfg.attacks]
+    for label in [wanted] if isinstance(wanted, str) else (wanted or []):
+        if label not in labels:
+            raise UserError(f"{path}: explain.attacks names {label!r}, which is not among the attacks: "
+                            f"{', '.join(labels)}")
     return cfg

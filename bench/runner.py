@@ -26,6 +26,7 @@ from bench.config import MatrixConfig, validate_names
 from bench.detector_contract import checked_p_fake, probe_detectors
 from bench.distributed import Ranks, compute_device
 from bench.errors import UserError
+from bench.held_warnings import release_warnings
 from bench.progress import progress_bar
 from bench.registry import create_attack, create_dataset, create_detector
 from bench.run_lock import run_folder_lock
@@ -342,6 +343,7 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
             store = RunStore.create(Path(out_root), resolved, fresh=fresh)
         else:
             store = ranks.main_first(lambda: RunStore.create(Path(out_root), resolved, fresh=fresh and ranks.is_main))
+        release_warnings()  # the up-front checks passed: library warnings may show from here on
         run = MatrixRun(cfg, built, store, quiet=quiet)
         if ranks is None:
             run.execute()
