@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from bench import trust
-from bench.checkpoint_format import refuse_non_torch_file, sniff
+from bench.checkpoint_load import safe_torch_load, sniff
 from bench.errors import UserError
 
 StateDict = dict[str, torch.Tensor]
@@ -56,7 +55,6 @@ def read_state_dict(path: str | os.PathLike, trust_checkpoint: bool = False) -> 
         except Exception as exc:
             raise UserError(f"checkpoint {str(path)!r} is not a readable safetensors file ({exc})") from exc
     else:
-        refuse_non_torch_file(path)
         obj = _torch_load(path, trust_checkpoint)
     state = unwrap_state_dict(obj, path)
     return {strip_module_prefix(k): v for k, v in state.items()}
@@ -65,18 +63,7 @@ def read_state_dict(path: str | os.PathLike, trust_checkpoint: bool = False) -> 
 def _torch_load(path: Path, trust_checkpoint: bool) -> Any:
     # the decision to run a file's code comes only from the command's --trust-checkpoint flag
     trust.refuse_requested_trust(trust_checkpoint)
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        refused = exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"checkpoint {str(path)!r} is not a readable torch file ({_first_line(exc)})") from exc
-    try:
-        return trust.load_fully(path, lambda p: torch.load(str(p), map_location="cpu", weights_only=False))
-    except UserError:
-        raise
-    except Exception as exc:
-        raise UserError(f"checkpoint {str(path)!r} could not be unpickled ({_first_line(exc)})") from refused
+    return safe_torch_load(path)
 
 
 def unwrap_state_dict(obj: Any, path: str | os.PathLike = "<memory>") -> StateDict:
@@ -297,7 +284,3 @@ def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike, trust_ch
         raise UserError(f"backbone weights {str(path)!r} do not fit {type(backbone).__name__}: "
                         f"{mismatch.describe()}")
     backbone.load_state_dict(fitted, strict=False)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

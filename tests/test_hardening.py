@@ -78,6 +78,10 @@ def bench(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def bench_run(capsys, matrix: Path, out: Path, *flags: str) -> tuple[int, str, str]:
+    return bench(capsys, "run", "--matrix", str(matrix), "--out", str(out), "--quiet", *flags)
+
+
 def assert_one_error(code: int, err: str, *culprits: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
@@ -114,23 +118,17 @@ def fast_run(tmp_path_factory) -> Path:
 
 
 # -- 1. code execution -------------------------------------------------------------------------
-def test_trust_checkpoint_in_a_matrix_is_refused_and_runs_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("trust_key", [True, False], ids=["matrix says trust", "no opt-in"])
+def test_pickle_needing_code_never_runs_from_a_matrix(tmp_path, capsys, trust_key):
     evil, marker = evil_checkpoint(tmp_path)
-    path = write_matrix(tmp_path, {"detectors.det.checkpoint": str(evil), "detectors.det.trust_checkpoint": True})
+    options = {"detector": "tiny_cnn", "width": 4, "input_size": 32, "checkpoint": str(evil)}
+    path = write_matrix(tmp_path, {"detectors.det": {**options, "trust_checkpoint": True} if trust_key else options})
     out = tmp_path / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(path), "--out", str(out), "--quiet")
-    line = assert_one_error(code, err, "detectors.det", "'trust_checkpoint' is not an option", "--trust-checkpoint")
-    assert str(path) in line
-    assert not marker.exists()
-    assert files_under(out) == []
-
-
-def test_pickle_needing_code_is_refused_without_the_flag(tmp_path, capsys):
-    evil, marker = evil_checkpoint(tmp_path)
-    out = tmp_path / "results"
-    path = write_matrix(tmp_path, {"detectors.det.checkpoint": str(evil)})
-    code, _, err = bench(capsys, "run", "--matrix", str(path), "--out", str(out), "--quiet")
-    assert_one_error(code, err, str(evil), "needs arbitrary code", "--trust-checkpoint")
+    code, _, err = bench_run(capsys, path, out)
+    if trust_key:  # refused at load, naming the matrix file and the key, before the file is touched
+        assert_one_error(code, err, f"{path}: detectors.det", "'trust_checkpoint' is not an option", "--trust-checkpoint")
+    else:
+        assert_one_error(code, err, str(evil), "needs arbitrary code", "--trust-checkpoint")
     assert not marker.exists()
     assert files_under(out) == []
 
@@ -139,8 +137,7 @@ def test_trust_checkpoint_flag_unpickles_with_a_warning_and_keeps_it_out_of_the_
     evil, marker = evil_checkpoint(tmp_path)
     out = tmp_path / "results"
     path = write_matrix(tmp_path, {"detectors.det.checkpoint": str(evil)})
-    code, stdout, err = bench(capsys, "run", "--matrix", str(path), "--out", str(out), "--quiet",
-                              "--trust-checkpoint")
+    code, stdout, err = bench_run(capsys, path, out, "--trust-checkpoint")
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and str(evil) in warnings[0] and "fully unpickling" in warnings[0]
@@ -173,7 +170,7 @@ def test_explain_of_an_edited_manifest_runs_no_pickle(fast_run, tmp_path, capsys
 def test_matrix_name_must_be_one_folder_name(tmp_path, capsys, name):
     path = write_matrix(tmp_path, {"name": name})
     out = tmp_path / "deep" / "er" / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(path), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, path, out)
     assert_one_error(code, err, "key 'name' must be one plain folder name", repr(name))
     assert not (tmp_path / "deep").exists() and not (tmp_path / "escaped").exists()
     assert not Path("/tmp/absolute-escape").exists()
@@ -233,7 +230,7 @@ def test_detector_contract_is_checked_before_any_work(tmp_path, capsys, monkeypa
     original = TinyCNN.classify
     monkeypatch.setattr(TinyCNN, "classify", lambda self, xn: make_logits(original(self, xn)))
     out = tmp_path / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(write_matrix(tmp_path)), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, write_matrix(tmp_path), out)
     assert_one_error(code, err, "detector 'det'", culprit)
     assert files_under(out) == []
 
@@ -270,7 +267,7 @@ def test_out_of_range_values_fail_at_load(tmp_path, capsys, case):
     changes, message = VALUE_CASES[case]
     path = write_matrix(tmp_path, changes)
     out = tmp_path / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(path), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, path, out)
     assert_one_error(code, err, str(path), message)
     assert files_under(out) == []
 
@@ -286,7 +283,7 @@ def _faces(tmp_path: Path, sizes: dict[str, tuple[int, int]]) -> Path:
 def _run_folder_matrix(tmp_path, capsys, root: Path, size):
     path = write_matrix(tmp_path, {"dataset": {"name": "folder", "root": str(root), "size": size}})
     out = tmp_path / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(path), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, path, out)
     return code, err, out
 
 
@@ -330,7 +327,7 @@ def test_bad_e4e_checkpoint_is_one_line(tmp_path, capsys, kind):
 
         save_file({"w": torch.zeros(3)}, str(bad))
     out = tmp_path / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(_e4e_matrix(tmp_path, bad)), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, _e4e_matrix(tmp_path, bad), out)
     expected = {"corrupt": "not a readable torch checkpoint", "foreign": "is not an e4e checkpoint",
                 "safetensors": "is a safetensors file, but a torch checkpoint"}[kind]
     assert_one_error(code, err, str(bad), expected)
@@ -343,8 +340,8 @@ def test_foreign_irse50_file_fails_before_the_run_folder(tmp_path, capsys):
     torch.save([1, 2, 3], bad)
     path = write_matrix(tmp_path, {"metrics.identity": "irse50", "metrics.identity_options": {"weights": str(bad)}})
     out = tmp_path / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(path), "--out", str(out), "--quiet")
-    assert_one_error(code, err, str(bad), "is not an IR-SE50 checkpoint")
+    code, _, err = bench_run(capsys, path, out)
+    assert_one_error(code, err, str(bad), "is not an IR-SE50 state dict")
     assert files_under(out) == []
 
 
@@ -367,7 +364,7 @@ def test_out_that_is_a_file(tmp_path, capsys, where):
     blocker = tmp_path / "taken"
     blocker.write_text("x")
     out = blocker if where == "file" else blocker / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(write_matrix(tmp_path)), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, write_matrix(tmp_path), out)
     assert_one_error(code, err, "--out", str(out), "give a folder")
     assert blocker.read_text() == "x"
 
@@ -377,7 +374,7 @@ def test_out_that_is_not_writable(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(preflight.os, "access", lambda path, mode: False)  # tests run as root
     out = tmp_path / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(write_matrix(tmp_path)), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, write_matrix(tmp_path), out)
     assert_one_error(code, err, "--out", str(out), "is not writable")
     assert files_under(out) == []
 
@@ -387,7 +384,7 @@ def test_cache_env_that_is_a_file(tmp_path, capsys, monkeypatch):
     cache.write_text("x")
     monkeypatch.setenv("ARTIFACT_BENCH_CACHE", str(cache))
     out = tmp_path / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(write_matrix(tmp_path)), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, write_matrix(tmp_path), out)
     assert_one_error(code, err, "ARTIFACT_BENCH_CACHE", str(cache), "is a file")
     assert files_under(out) == []
 
@@ -407,7 +404,7 @@ def test_full_disk_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", no_space)
     out = tmp_path / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(write_matrix(tmp_path)), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, write_matrix(tmp_path), out)
     line = assert_one_error(code, err, "No space left on device", "cannot write", str(out))
     assert "shards/clean/det/00000.parquet" in line
     assert not [p for p in files_under(out) if ".tmp-" in p.name]  # no half-written shard left
@@ -424,7 +421,7 @@ def test_library_warnings_come_after_the_error_line(tmp_path, capsys, monkeypatc
 
     monkeypatch.setattr(TinyCNN, "classify", warn_then_break)
     out = tmp_path / "results"
-    code, _, err = bench(capsys, "run", "--matrix", str(write_matrix(tmp_path)), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, write_matrix(tmp_path), out)
     assert_one_error(code, err, "detector 'det'", "shape (2, 3)")
     assert err.splitlines()[1] == "warning: UserWarning: TypedStorage is deprecated (a library warning)"
 
@@ -444,8 +441,8 @@ def test_second_run_on_a_locked_run_folder_exits_with_one_line(tmp_path, capsys)
         fcntl.flock(held, fcntl.LOCK_EX)
         held.write("pid 4242")
         held.flush()
-        code, _, err = bench(capsys, "run", "--matrix", str(path), "--out", str(out), "--quiet")
+        code, _, err = bench_run(capsys, path, out)
     assert_one_error(code, err, str(root), "being written by another `bench run` (pid 4242)")
     assert not root.exists()
-    code, _, err = bench(capsys, "run", "--matrix", str(path), "--out", str(out), "--quiet")
+    code, _, err = bench_run(capsys, path, out)
     assert code == 0, err  # the lock is gone with its holder

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 from torch import nn
 
 from bench import trust
-from bench.checkpoint_format import refuse_non_torch_file
+from bench.checkpoint_load import first_line, safe_torch_load
 from bench.errors import UserError
 from bench.models.e4e import Encoder4Editing
 from bench.models.irse import Backbone
@@ -41,28 +40,7 @@ def safe_load(path: str | os.PathLike, trust_checkpoint: bool = False) -> Any:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path} (check the path)")
     trust.refuse_requested_trust(trust_checkpoint)
-    refuse_non_torch_file(path)
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not trust.full_unpickle_allowed():
-            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-            what = f" (it needs {found.group(1)})" if found else ""
-            raise UserError(f"{path} needs arbitrary code to unpickle{what}; refusing. Re-save it as a plain "
-                            f"state dict, or pass {trust.FLAG} if you trust its source") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable torch checkpoint ({_first_line(exc)})") from None
-    try:
-        return trust.load_fully(path, lambda p: torch.load(p, map_location="cpu", weights_only=False))
-    except UserError:
-        raise
-    except Exception as exc:
-        raise UserError(f"{path} could not be unpickled ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return safe_torch_load(path, [argparse.Namespace])
 
 
 def _config_dict(obj: Any) -> dict[str, Any]:
@@ -191,7 +169,7 @@ def read_e4e(path: str | os.PathLike, trust_checkpoint: bool = False, latent_avg
         return _e4e_from(ckpt, path)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         raise UserError(f"{path} is not an e4e checkpoint this code can read ({type(exc).__name__}: "
-                        f"{_first_line(exc)})") from None
+                        f"{first_line(exc)})") from None
 
 
 def _is_state_dict(obj: Any) -> bool:
