@@ -73,4 +73,6 @@ def safe_torch_load(path: str | Path, allowed_globals: Sequence[Any] = ()) -> An
 
 
 def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    """The first sentence of an exception's message (torch's run on for a paragraph)."""
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return line.split(". ")[0].rstrip(".")
