@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.detector_contract import check_logits, detector_name
 from bench.types import REAL, p_fake_from_logits
 
 
@@ -73,7 +74,7 @@ class TwoWayLogits(nn.Module):
         if logits.dim() == 1 or logits.shape[1] == 1:
             z = logits.reshape(-1, 1)
             logits = torch.cat([torch.zeros_like(z), z], dim=1)
-        return logits.float()
+        return check_logits(detector_name(self.detector), logits, x01.shape[0]).float()
 
 
 def loss_away_from_label(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from bench.detector_contract import checked_p_fake, detector_name
 from bench.errors import UserError
 from bench.metrics.quality import truncate_uint8
 from bench.models.latent import LatentStack, build_latent_stack
@@ -159,7 +160,7 @@ class ArtifactEraser(LatentAttackBase):
     def _p_fake(self, detector: Detector, img: torch.Tensor) -> torch.Tensor:
         if self.clamp:
             img = img.clamp(0, 1)
-        return detector.p_fake(img).float()
+        return checked_p_fake(detector_name(detector), detector, img).float()
 
     def __call__(self, x01: torch.Tensor, labels: torch.Tensor, detector: Detector,
                  generator: torch.Generator | None = None, reference: torch.Tensor | None = None) -> AttackOutput:

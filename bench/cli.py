@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from bench.cli_options import trust_checkpoint_option
 from bench.errors import UserError
 from bench.progress import console, say
 
@@ -22,7 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions
 def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:  # plain `bench` runs the embedded default
         run(matrix=None, out=Path("results"), limit=None, device=None, fresh=False, quiet=False,
-            benchmark_md=None, distributed=None, threads=None, allow_compute_change=False)
+            benchmark_md=None, distributed=None, threads=None, allow_compute_change=False,
+            trust_checkpoint=False)
 
 
 @app.command("list")
@@ -66,9 +68,13 @@ def run(
     distributed: bool | None = typer.Option(None, "--distributed/--no-distributed", help="split the shards over the ranks of a torchrun/srun launch (default: detect torchrun)"),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads per process/rank (overrides the matrix's threads:, default 1); part of the run's compute settings"),
     allow_compute_change: bool = typer.Option(False, "--allow-compute-change", help="resume under other threads/device type/deterministic by recomputing the shards computed otherwise, instead of refusing"),
+    trust_checkpoint: bool = trust_checkpoint_option(),
 ) -> None:
     """Run (or resume) a matrix: attack, score on every target, render tables and figures."""
     from bench.distributed import Ranks
+    from bench.trust import allow_full_unpickle
+
+    allow_full_unpickle(trust_checkpoint)
 
     ranks = Ranks.start(distributed)
     try:
@@ -127,6 +133,9 @@ def export(
     if format not in FORMATS:
         raise UserError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
     store = RunStore.open(run_dir)
+    if to is not None and (to.is_dir() or not to.parent.is_dir()):
+        raise UserError(f"--to {to}: " + ("is a folder; name a file in it" if to.is_dir()
+                                          else f"folder {to.parent} does not exist; create it first"))
     if to is not None and to.name == "BENCHMARK.md":
         name = section or store.manifest["matrix"]
         note = store.manifest.get("config", {}).get("report", {}).get("note", "")
@@ -175,30 +184,26 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
+    from bench.cli_exit import INTERRUPTED_EXIT, handle, interrupted
     from bench.cpu_allocator import keep_freed_memory
-    from bench.registry import UnknownNameError
+    from bench.held_warnings import hold_warnings, release_warnings
 
     keep_freed_memory()
 
+    hold_warnings()  # library warnings must not come before an error line
     try:
-        app(args=argv, standalone_mode=False)
-    except (UserError, UnknownNameError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: finished shards are kept; run the same command again to resume", file=sys.stderr)
-        sys.exit(130)
+        code = app(args=argv, standalone_mode=False)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            print(f"error: {exc.format_message()}", file=sys.stderr)
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except BaseException as exc:  # every way out becomes one line and an exit code
+        handle(exc, argv)
+    finally:
+        release_warnings()
+    # in non-standalone mode typer turns Ctrl-C into a returned 130 instead of raising
+    if code == INTERRUPTED_EXIT:
+        interrupted(argv)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

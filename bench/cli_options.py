@@ -21,3 +21,12 @@ def parse_options(pairs: list[str] | None, flag: str = "--opt") -> dict[str, Any
         except yaml.YAMLError:
             options[key.strip()] = value
     return options
+
+
+def trust_checkpoint_option() -> Any:
+    """``--trust-checkpoint``: the only way to let this command fully unpickle a checkpoint."""
+    import typer
+
+    from bench.trust import FLAG, FLAG_HELP
+
+    return typer.Option(False, FLAG, help=FLAG_HELP)

@@ -285,4 +285,6 @@ def load_matrix(name_or_path: str | None, prepare: bool = True, quiet: bool = Fa
 
         _expect(isinstance(data["prepare"], list), path, "prepare", "a list of hook names", data["prepare"])
         run_prepare_hooks(data["prepare"], path, quiet=quiet)
-    return parse_matrix(data, path)
+    from bench.matrix_checks import check_matrix
+
+    return check_matrix(parse_matrix(data, path), data)

@@ -16,6 +16,7 @@ from bench.progress import progress_bar, say
 from bench.registry import create_dataset, create_detector
 from bench.runner import dequantize
 from bench.store import RunStore, safe_part
+from bench.trust import refuse_trust_option
 
 
 def _pick(records, source: str, attack: str, n: int) -> list[int]:
@@ -38,6 +39,8 @@ def explain_run(store: RunStore, source: str | None = None, attack: str | list[s
         for value in chosen:
             if value not in known:
                 raise UserError(f"--{name} {value!r} is not in this run; it has: {', '.join(sorted(known))}")
+    for d in config["detectors"]:  # a run folder may come from someone else: it cannot grant trust
+        refuse_trust_option(d["kwargs"], f"{store.root / 'manifest.json'}: detectors.{d['label']}")
     dataset = create_dataset(config["dataset"]["name"], **config["dataset"]["options"])
     detectors = {d["label"]: create_detector(d["name"], **d["kwargs"]).eval() for d in config["detectors"]}
     written = []

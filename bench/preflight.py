@@ -10,6 +10,7 @@ official release publishes it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,29 @@ def check_inputs(cfg: MatrixConfig) -> None:
         lines.append(f"  - {path}: {what}" + (f" (published by: {where})" if where else ""))
     lines.append("Set the environment variables the matrix uses (see its header) or place the files there.")
     raise UserError("\n".join(lines))
+
+
+def _first_existing(path: Path) -> Path:
+    path = path.expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable_folder(path: Path, what: str) -> None:
+    """``path`` is, or can become, a folder this process may write into."""
+    existing = _first_existing(Path(path))
+    if not existing.is_dir():
+        culprit = "is a file" if existing == Path(path).expanduser().absolute() else f"is under the file {existing}"
+        raise UserError(f"{what} {path} {culprit}; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path} is not writable ({existing} does not allow writing); give a folder you own")
+
+
+def check_output_folders(out_root: Path) -> None:
+    """--out and the face-crop cache, before anything is built or written."""
+    from bench.data.cache import CACHE_ENV
+
+    check_writable_folder(Path(out_root), "--out")
+    if os.environ.get(CACHE_ENV):
+        check_writable_folder(Path(os.environ[CACHE_ENV]), CACHE_ENV)

@@ -10,6 +10,7 @@ work, so a resumed run gives the same numbers as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,11 +23,14 @@ import torch
 from torch import nn
 
 from bench.config import MatrixConfig, validate_names
+from bench.detector_contract import checked_p_fake, probe_detectors
 from bench.distributed import Ranks, compute_device
 from bench.errors import UserError
+from bench.held_warnings import release_warnings
 from bench.progress import progress_bar
 from bench.registry import create_attack, create_dataset, create_detector
-from bench.store import RunStore
+from bench.run_lock import run_folder_lock
+from bench.store import RunStore, run_root_of
 from bench.types import FAKE, REAL, Attack, Detector
 
 
@@ -74,9 +78,10 @@ class Built:
     detectors: dict[str, Detector]
     attacks: dict[str, Attack]
     device: torch.device
+    quality: Any = None  # the QualityMeter, built up front so a broken metric backend fails early
 
 
-def build(cfg: MatrixConfig, limit: int | None, device: str | None) -> Built:
+def build(cfg: MatrixConfig, limit: int | None, device: str | None, quiet: bool = False) -> Built:
     from bench.preflight import check_inputs
 
     validate_names(cfg)
@@ -100,11 +105,18 @@ def build(cfg: MatrixConfig, limit: int | None, device: str | None) -> Built:
         if isinstance(attack, nn.Module):
             attack = attack.to(dev).eval()
         attacks[spec.label] = attack
+    probe = torch.stack([dataset[i].image01.float() for i in (fakes[:1] + reals[:1])]).to(dev)
+    probe_detectors(detectors, probe)  # a detector that breaks the (B,2) finite contract fails here
     needs_reals = any(a.needs_reference for a in attacks.values())
     if needs_reals and not reals:
         raise UserError(f"dataset {cfg.dataset.name!r} has no real samples, which "
                         f"{', '.join(k for k, a in attacks.items() if a.needs_reference)} need as reference")
-    return Built(dataset, fakes, reals, detectors, attacks, dev)
+    quality = None
+    if cfg.metrics.quality or cfg.metrics.identity != "none":
+        from bench.metrics.measure import QualityMeter
+
+        quality = QualityMeter(cfg.metrics, dev, quiet=quiet)
+    return Built(dataset, fakes, reals, detectors, attacks, dev, quality)
 
 
 class MatrixRun:
@@ -132,11 +144,15 @@ class MatrixRun:
 
     @torch.no_grad()
     def p_fake(self, detector: Detector, x01: torch.Tensor) -> np.ndarray:
-        out = [detector.p_fake(x01[b].to(self.built.device)).float().cpu() for b in self.batches(len(x01))]
+        name = next(label for label, d in self.built.detectors.items() if d is detector)
+        out = [checked_p_fake(name, detector, x01[b].to(self.built.device)).float().cpu()
+               for b in self.batches(len(x01))]
         return torch.cat(out).numpy().astype(np.float64)
 
     @property
     def quality(self):
+        if self._quality is None and self.built.quality is not None:
+            self._quality = self.built.quality
         if self._quality is None:
             from bench.metrics.measure import QualityMeter
 
@@ -323,34 +339,39 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
     ``threads`` overrides the matrix's (bench/compute_settings.py); a resume under other compute
     settings is refused unless ``allow_compute_change``."""
     from bench.compute_settings import ComputeSettings, adopt
+    from bench.preflight import check_output_folders
 
     limit = limit or cfg.limit
     resolved = cfg.resolved()
     resolved["limit"] = limit
+    check_output_folders(Path(out_root))
     if ranks is None:
         rank_device = pick_device(device or cfg.device)
     else:
         rank_device = compute_device(device or cfg.device, ranks.local_rank)
     settings = ComputeSettings.resolve(cfg.threads, threads, rank_device, cfg.deterministic)
     settings.apply()  # before anything is built or computed, in every process and rank
+    is_main = ranks is None or ranks.is_main
 
     def open_store() -> RunStore:
-        store = RunStore.create(Path(out_root), resolved, fresh=fresh and (ranks is None or ranks.is_main))
-        adopt(store, settings, allow_compute_change, is_main=ranks is None or ranks.is_main)
+        store = RunStore.create(Path(out_root), resolved, fresh=fresh and is_main)
+        adopt(store, settings, allow_compute_change, is_main=is_main)
         return store
 
     if ranks is None:
-        built = build(cfg, limit, str(rank_device))
-        store = open_store()
-    else:  # rank 0 first: building may fill shared caches, and it alone creates the run folder
-        built = ranks.main_first(build, cfg, limit, str(rank_device))
-        store = ranks.main_first(open_store)
-    run = MatrixRun(cfg, built, store, quiet=quiet)
-    if ranks is None:
-        run.execute()
-    elif not ranks.execute(run):
-        return store  # this rank's shards are on disk; rank 0 merges and renders
-    from bench.report import render_run
+        built = build(cfg, limit, str(rank_device), quiet=quiet)
+    else:  # rank 0 first: building may fill shared caches
+        built = ranks.main_first(build, cfg, limit, str(rank_device), quiet=quiet)
+    # rank 0 alone creates, and so locks, the run folder
+    with run_folder_lock(run_root_of(Path(out_root), resolved)) if is_main else contextlib.nullcontext():
+        store = open_store() if ranks is None else ranks.main_first(open_store)
+        release_warnings()  # the up-front checks passed: library warnings may show from here on
+        run = MatrixRun(cfg, built, store, quiet=quiet)
+        if ranks is None:
+            run.execute()
+        elif not ranks.execute(run):
+            return store  # this rank's shards are on disk; rank 0 merges and renders
+        from bench.report import render_run
 
-    render_run(store, quiet=quiet)
+        render_run(store, quiet=quiet)
     return store

@@ -45,6 +45,9 @@ def atomic_write(path: Path, write) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk or a folder that turned read-only: one line, not a traceback
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another --out "
+                        "(finished shards are kept; the same command resumes)") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -60,6 +63,14 @@ def run_id_of(resolved: dict[str, Any]) -> str:
     keyed = {k: v for k, v in resolved.items() if k != "device"}
     blob = json.dumps(keyed, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def run_root_of(out_root: Path, resolved: dict[str, Any]) -> Path:
+    """OUT/<matrix name>/<run id>; the name must be one plain folder name (never '..' or '/x')."""
+    from bench.matrix_checks import check_run_name
+
+    check_run_name(resolved["name"], "matrix")
+    return out_root / resolved["name"] / run_id_of(resolved)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -120,7 +131,7 @@ class RunStore:
     @classmethod
     def create(cls, out_root: Path, resolved: dict[str, Any], fresh: bool = False) -> RunStore:
         run_id = run_id_of(resolved)
-        root = Path(out_root) / resolved["name"] / run_id
+        root = run_root_of(Path(out_root), resolved)
         if fresh and root.exists():
             shutil.rmtree(root)
         store = cls(root)

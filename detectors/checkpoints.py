@@ -1,8 +1,8 @@
 """Reading detector checkpoints safely and fitting them to our module layouts.
 
 Every file goes through ``torch.load(..., weights_only=True)`` or safetensors. A file that needs
-arbitrary unpickling code is refused unless the caller opts in (``trust_checkpoint=True``, the
-CLI's ``--trust-checkpoint``). The state dict is unwrapped (``state_dict``, ``model``, ``net``,
+arbitrary unpickling code is refused unless the command was given ``--trust-checkpoint``
+(``bench.trust``). The state dict is unwrapped (``state_dict``, ``model``, ``net``,
 ``g_ema``, ...), DDP ``module.`` prefixes are dropped, and the keys are fitted to the model by
 trying (a) the keys as they are and with shared wrapper prefixes (``model.``, ``net.``...) peeled
 off, times (b) the identity and each layout adapter the detector declares in
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench import trust
+from bench.checkpoint_load import safe_torch_load, sniff
 from bench.errors import UserError
 
 StateDict = dict[str, torch.Tensor]
@@ -46,7 +47,7 @@ def read_state_dict(path: str | os.PathLike, trust_checkpoint: bool = False) -> 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist; check the path")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or sniff(path) == "safetensors":  # by content, whatever its name
         from safetensors.torch import load_file
 
         try:
@@ -60,16 +61,9 @@ def read_state_dict(path: str | os.PathLike, trust_checkpoint: bool = False) -> 
 
 
 def _torch_load(path: Path, trust_checkpoint: bool) -> Any:
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=not trust_checkpoint)
-    except pickle.UnpicklingError as exc:
-        if trust_checkpoint:
-            raise UserError(f"checkpoint {str(path)!r} could not be unpickled ({_first_line(exc)})") from exc
-        raise UserError(
-            f"checkpoint {str(path)!r} needs arbitrary code to unpickle and was refused; if you trust "
-            "its source, pass --trust-checkpoint (Python: trust_checkpoint=True)") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"checkpoint {str(path)!r} is not a readable torch file ({_first_line(exc)})") from exc
+    # the decision to run a file's code comes only from the command's --trust-checkpoint flag
+    trust.refuse_requested_trust(trust_checkpoint)
+    return safe_torch_load(path)
 
 
 def unwrap_state_dict(obj: Any, path: str | os.PathLike = "<memory>") -> StateDict:
@@ -290,7 +284,3 @@ def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike, trust_ch
         raise UserError(f"backbone weights {str(path)!r} do not fit {type(backbone).__name__}: "
                         f"{mismatch.describe()}")
     backbone.load_state_dict(fitted, strict=False)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -11,6 +11,7 @@ from torch import nn
 
 from bench.errors import UserError
 from bench.registry import create_detector
+from bench.trust import trusted_checkpoints
 from detectors._backbones import XceptionNet, build_efficientnet
 from detectors.checkpoints import load_into, load_trained, read_state_dict
 
@@ -41,8 +42,13 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path):
     with pytest.raises(UserError, match="--trust-checkpoint"):
         create_detector("xception", preset="tiny", checkpoint=str(evil))
     assert not marker.exists()
+    # a keyword cannot opt in (a matrix could carry it); only the CLI flag's switch can
+    with pytest.raises(UserError, match="--trust-checkpoint"):
+        create_detector("xception", preset="tiny", checkpoint=str(evil), trust_checkpoint=True)
+    assert not marker.exists()
     # the payload is real: with the explicit opt-in, unpickling does create the marker
-    create_detector("xception", preset="tiny", checkpoint=str(evil), trust_checkpoint=True)
+    with trusted_checkpoints():
+        create_detector("xception", preset="tiny", checkpoint=str(evil))
     assert marker.exists()
 
 
@@ -52,7 +58,8 @@ def test_trusted_pickle_with_python_objects_loads(tmp_path):
     torch.save({"state_dict": det.state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
     with pytest.raises(UserError, match="--trust-checkpoint"):
         create_detector("xception", preset="tiny", checkpoint=str(path))
-    loaded = create_detector("xception", preset="tiny", checkpoint=str(path), trust_checkpoint=True)
+    with trusted_checkpoints():
+        loaded = create_detector("xception", preset="tiny", checkpoint=str(path))
     with torch.no_grad():
         assert torch.equal(loaded(X), det.eval()(X))
 

@@ -21,6 +21,7 @@ from bench.models.checkpoints import (
 from bench.models.e4e import Encoder4Editing
 from bench.models.irse import Backbone
 from bench.models.stylegan2 import Generator
+from bench.trust import trusted_checkpoints
 
 
 def small_pair(seed: int = 0) -> tuple[Encoder4Editing, Generator]:
@@ -88,7 +89,8 @@ def test_pickle_with_any_other_global_is_refused(tmp_path):
         safe_load(tmp_path / "evil.pt")
     with pytest.raises(UserError, match="refusing"):
         read_rosinality(tmp_path / "evil.pt")
-    assert safe_load(tmp_path / "evil.pt", trust_checkpoint=True)["when"].year == 2024
+    with trusted_checkpoints():
+        assert safe_load(tmp_path / "evil.pt")["when"].year == 2024
 
 
 def test_missing_file_is_one_clear_error(tmp_path):

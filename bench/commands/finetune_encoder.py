@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bench.cli_options import parse_options
+from bench.cli_options import parse_options, trust_checkpoint_option
 
 
 def run_finetune(dataset: str, checkpoint: Path, preset: str, steps: int | None, out: Path,
@@ -57,8 +57,12 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option("--device")] = "cpu",
         seed: Annotated[int, typer.Option("--seed")] = 0,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+        trust_checkpoint: bool = trust_checkpoint_option(),
     ) -> None:
         """Fine-tune the e4e encoder on a dataset (l2 + LPIPS + ID loss) and save it in e4e format."""
+        from bench.trust import allow_full_unpickle
+
+        allow_full_unpickle(trust_checkpoint)
         path = run_finetune(dataset, checkpoint, preset, steps, out, lpips_weight=lpips_weight,
                             id_weight=id_weight, irse50=irse50, batch_size=batch_size, lr=lr,
                             dataset_opts=parse_options(dataset_opt, "--dataset-opt"), device=device, seed=seed, quiet=quiet)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bench.cli_options import parse_options
+from bench.cli_options import parse_options, trust_checkpoint_option
 
 
 def register(app: typer.Typer) -> None:
@@ -34,14 +34,19 @@ def register(app: typer.Typer) -> None:
         hflip: bool = typer.Option(False, "--hflip/--no-hflip", help="random horizontal flips"),
         resume: bool = typer.Option(True, "--resume/--no-resume", help="continue from OUT.resume.pt"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
+        trust_checkpoint: bool = trust_checkpoint_option(),
     ) -> None:
         """Train DETECTOR on DATASET; writes OUT (.safetensors) and its JSON sidecar."""
         from bench.registry import create_dataset
         from bench.training import train_detector
+        from bench.trust import allow_full_unpickle, refuse_trust_option
+
+        allow_full_unpickle(trust_checkpoint)
 
         opt, detector_opt, val_dataset_opt = opt or [], detector_opt or [], val_dataset_opt or []
         dataset_opts = parse_options(opt, "--opt")
         kwargs = parse_options(detector_opt, "--detector-opt")
+        refuse_trust_option(kwargs, "--detector-opt")
         if preset:
             kwargs["preset"] = preset
         train_set = create_dataset(dataset, **dataset_opts)

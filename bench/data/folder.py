@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from bench.data.image_header import check_image_headers
 from bench.data.layout import MissingFile, absent, resolve_root
 from bench.errors import UserError
 from bench.registry import register_dataset
@@ -43,6 +44,7 @@ class FolderFaces(torch.utils.data.Dataset):
                 self.paths.append(path)
                 self.labels.append(label)
                 self.video_ids.append(f"{name}/{rel.parent.as_posix() if len(rel.parts) > 1 else rel.stem}")
+        check_image_headers(self.paths, size)  # every file, before any work
         self.stats = {"crops": len(self.paths), "crops_real": self.labels.count(0),
                       "crops_fake": self.labels.count(1)}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bench.errors import UserError
 from bench.registry import register_dataset
 from bench.types import Sample
 
@@ -18,7 +19,7 @@ class SyntheticFaces(torch.utils.data.Dataset):
     def __init__(self, n: int = 48, size: int = 64, frames_per_video: int = 4, artifact: float = 0.06,
                  seed: int = 0, split: str = "test"):
         if n < 2:
-            raise ValueError("synthetic dataset needs n >= 2")
+            raise UserError(f"synthetic dataset needs n >= 2 (one real and one fake at least), got {n!r}")
         self.n, self.size, self.frames, self.artifact = int(n), int(size), int(frames_per_video), artifact
         self.seed = int(seed) + (0 if split == "test" else 1000)
 

@@ -128,14 +128,16 @@ class IRSE50Backend(IDBackend):
         path = Path(weights).expanduser()
         if not path.is_file():
             raise UserError(f"IR-SE50 weights not found: {path}; pass the path of pSp's model_ir_se50.pth")
+        from bench.checkpoint_load import safe_torch_load
         from bench.models.irse import Backbone  # lazy: only this backend needs the network code
 
         net = Backbone(input_size=112, num_layers=50, mode="ir_se")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = safe_torch_load(path)  # weights-only; one clear line for a corrupt, safetensors or pickled-code file
         try:
             net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise UserError(f"{path} is not an IR-SE50 state dict ({str(exc).splitlines()[0]})") from exc
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise UserError(f"{path} is not an IR-SE50 state dict ({str(exc).splitlines()[0]}); pass pSp's "
+                            "model_ir_se50.pth") from None
         return net
 
     @torch.no_grad()

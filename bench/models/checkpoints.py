@@ -8,14 +8,13 @@
 
 Everything loads with ``torch.load(weights_only=True)``; the only class allowed beyond plain
 containers and tensors is ``argparse.Namespace`` (rosinality's ``args``). Files that need any
-other global are refused unless ``trust_checkpoint=True``.
+other global are refused unless the command was given ``--trust-checkpoint`` (``bench.trust``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench import trust
+from bench.checkpoint_load import first_line, safe_torch_load
 from bench.errors import UserError
 from bench.models.e4e import Encoder4Editing
 from bench.models.irse import Backbone
@@ -33,20 +34,13 @@ BENCH_FORMAT = "artifact-bench-e4e-v1"  # marks files written by save_e4e (their
 
 
 def safe_load(path: str | os.PathLike, trust_checkpoint: bool = False) -> Any:
-    """``torch.load`` with weights_only=True, allow-listing exactly ``argparse.Namespace``."""
+    """``torch.load`` with weights_only=True, allow-listing exactly ``argparse.Namespace``; a full
+    unpickle only under the command's ``--trust-checkpoint`` (``bench.trust``)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path} (check the path)")
-    if trust_checkpoint:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f" (it needs {found.group(1)})" if found else ""
-        raise UserError(f"{path} needs arbitrary code to unpickle{what}; refusing. Re-save it as a plain "
-                        "state dict, or pass trust_checkpoint=True if you trust its source") from None
+    trust.refuse_requested_trust(trust_checkpoint)
+    return safe_torch_load(path, [argparse.Namespace])
 
 
 def _config_dict(obj: Any) -> dict[str, Any]:
@@ -175,8 +169,20 @@ def read_e4e(path: str | os.PathLike, trust_checkpoint: bool = False,
              latent_avg_samples: int = OFFICIAL_MEAN_LATENT_SAMPLES) -> E4ECheckpoint:
     """Load an e4e/pSp ``.pt`` (official or written by :func:`save_e4e`)."""
     ckpt = safe_load(path, trust_checkpoint)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise UserError(f"{path} is not an e4e checkpoint (no 'state_dict' entry)")
+    if not isinstance(ckpt, dict) or not _is_state_dict(ckpt.get("state_dict")):
+        raise UserError(f"{path} is not an e4e checkpoint (no 'state_dict' entry of tensors)")
+    try:
+        return _e4e_from(ckpt, path, latent_avg_samples)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise UserError(f"{path} is not an e4e checkpoint this code can read ({type(exc).__name__}: "
+                        f"{first_line(exc)})") from None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _e4e_from(ckpt: dict[str, Any], path: str | os.PathLike, latent_avg_samples: int) -> E4ECheckpoint:
     opts = _config_dict(ckpt.get("opts"))
     sd = ckpt["state_dict"]
     enc_sd, dec_sd = split_prefix(sd, "encoder."), split_prefix(sd, "decoder.")
@@ -224,7 +230,10 @@ def read_irse50(path: str | os.PathLike, trust_checkpoint: bool = False) -> Back
     sd = safe_load(path, trust_checkpoint)
     if isinstance(sd, dict) and "state_dict" in sd:
         sd = sd["state_dict"]
-    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    if not _is_state_dict(sd):
+        raise UserError(f"{path} is not an IR-SE50 checkpoint (expected a state dict of tensors, as pSp's "
+                        "model_ir_se50.pth)")
+    sd = {str(k).removeprefix("module."): v for k, v in sd.items()}
     model = Backbone(112, 50, "ir_se", drop_ratio=0.6)
     load_strict(model, sd, str(path), optional=("num_batches_tracked",))
     return model.eval()
