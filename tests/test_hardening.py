@@ -399,12 +399,12 @@ def test_export_to_a_missing_folder(fast_run, tmp_path, capsys):
 
 
 def test_full_disk_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
-    import pandas as pd
+    import pyarrow.parquet as pq
 
-    def no_space(self, path, *args, **kwargs):
+    def no_space(table, where, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", no_space)
+    monkeypatch.setattr(pq, "write_table", no_space)  # shards (and pandas' to_parquet) write through it
     out = tmp_path / "results"
     code, _, err = bench_run(capsys, write_matrix(tmp_path), out)
     line = assert_one_error(code, err, "No space left on device", "cannot write", str(out))

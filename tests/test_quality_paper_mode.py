@@ -112,7 +112,7 @@ def test_a_paper_run_where_nothing_succeeds_renders_n_a(tmp_path):
     runner = CliRunner()
     ran = runner.invoke(app, ["run", "-m", str(matrix), "--out", str(tmp_path / "out"), "--quiet"])
     assert ran.exit_code == 0, ran.output
-    run_dir = next(Path(tmp_path / "out" / "nosuccess").iterdir())
+    run_dir = next(p for p in Path(tmp_path / "out" / "nosuccess").iterdir() if p.is_dir())
     quality = pd.read_csv(run_dir / "tables" / "quality.csv") if (run_dir / "tables" / "quality.csv").exists() else None
     shown = runner.invoke(app, ["show", str(run_dir)])
     assert shown.exit_code == 0, shown.output
