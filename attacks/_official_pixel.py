@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from attacks._common import TwoWayLogits, frozen_eval, loss_toward_real
-from bench.attack_health import AttackHealth
+from bench.attack_health import AttackHealth, grad_or_zero
 from bench.types import Attack, AttackOutput, Detector, p_fake_from_logits
 
 
@@ -49,7 +49,7 @@ class OfficialSignWalk(Attack):
             for i in range(self.steps):
                 adv.requires_grad_(True)
                 logits = model(adv)
-                grad, = torch.autograd.grad(loss_toward_real(logits), adv)
+                grad = grad_or_zero(loss_toward_real(logits), adv)
                 p = p_fake_from_logits(logits.detach())
                 if i == 0:
                     health.start(p)

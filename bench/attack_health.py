@@ -55,6 +55,16 @@ def saturated_at_start(detector: torch.nn.Module, x01: torch.Tensor) -> torch.Te
     return saturated(p_fake_from_logits(logits))
 
 
+def grad_or_zero(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``d loss / d x``, or zeros when no gradient path reaches ``x`` (a ``.detach()`` or a
+    non-differentiable op inside the detector): then the attack sees, and the tracker flags, a
+    zero gradient instead of crashing on ``autograd.grad``."""
+    if not loss.requires_grad:
+        return torch.zeros_like(x)
+    grad, = torch.autograd.grad(loss, x, allow_unused=True)
+    return torch.zeros_like(x) if grad is None else grad
+
+
 class AttackHealth:
     """Accumulates per-sample health over an attack's steps; cheap (a few reductions per step)."""
 

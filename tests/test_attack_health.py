@@ -29,6 +29,17 @@ class RoundedHead(nn.Module):
         return torch.round(self.inner(x01) * 100) / 100
 
 
+class DetachedHead(nn.Module):
+    """A ``.detach()`` inside the detector: no gradient path to the input at all."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.inner(x01).detach()
+
+
 class OverconfidentHead(nn.Module):
     """Logits scaled by 1e4: float32 softmax is exactly 0 or 1."""
 
@@ -79,6 +90,12 @@ def test_zero_gradient_head_is_flagged(detector, fakes):  # noqa: F811
     assert torch.equal(out.adv01, fakes)  # sign(0) = 0: the walk never moved
     assert (out.info["health_flags"] & HealthFlag.GRAD_ZERO).bool().all()
     assert not (out.info["health_flags"] & HealthFlag.SATURATED_START).any()
+
+
+def test_detached_head_is_flagged_not_a_crash(detector, fakes):  # noqa: F811
+    out = _walk(DetachedHead(detector), fakes)
+    assert torch.equal(out.adv01, fakes)
+    assert out.info["health_flags"].tolist() == [int(HealthFlag.GRAD_ZERO)] * 8
 
 
 def test_saturated_detector_is_flagged(detector, fakes):  # noqa: F811
