@@ -9,6 +9,7 @@ from bench.metrics.detection import (
     detector_table,
     roc,
     under_attack_metrics,
+    under_attack_table,
     video_detection_metrics,
     video_scores,
 )
@@ -141,3 +142,18 @@ def test_asr_both_denominators():
     assert (out["n_attacked"], out["n_detected"], out["n_success"]) == (6, 5, 2)
     flags = pd.DataFrame({"eligible": [True, True, False], "success": [True, False, False]})
     assert asr_denominators(flags, n_boot=0)["asr_all"] == pytest.approx(1 / 3)
+
+
+def test_under_attack_table_per_cell_and_after_postprocessing():
+    reals = pd.DataFrame({"target": ["t"] * 4, "p_fake": [0.1, 0.3, 0.2, 0.4], "video_id": ["r1", "r1", "r2", "r2"]})
+    records = pd.DataFrame({
+        "source": "s", "attack": "a", "target": "t", "video_id": ["f1", "f1", "f2", "f2"],
+        "p_fake_clean": [0.9, 0.8, 0.7, 0.6], "p_fake_inversion": [0.9, 0.8, 0.7, 0.6],
+        "p_fake_adv": [0.45, 0.05, 0.6, 0.25],
+        "p_fake_adv_jpeg75": [0.95, 0.9, 0.8, 0.7],  # compression undid the attack
+    })
+    row = under_attack_table(records, reals, n_boot=20).iloc[0]
+    assert row["frame_auc"] == pytest.approx(10 / 16) and row["video_auc"] == pytest.approx(3 / 4)
+    assert row["asr_detected"] == pytest.approx(3 / 4) and row["asr_all"] == pytest.approx(3 / 4)
+    after = under_attack_table(records, reals, adv_column="p_fake_adv_jpeg75", n_boot=20).iloc[0]
+    assert after["frame_auc"] == pytest.approx(1.0) and after["asr_detected"] == pytest.approx(0.0)

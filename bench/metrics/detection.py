@@ -165,9 +165,7 @@ def detector_table(scores: pd.DataFrame, by: Sequence[str] = ("target",), video_
     rows = []
     for key, group in scores.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        videos = group[video_col].to_numpy() if video_col and video_col in group else None
-        if videos is not None and not (pd.notna(videos) & (videos.astype(str) != "")).all():
-            videos = None
+        videos = _video_ids(group, video_col)
         row = dict(zip(by, key))
         row.update(detection_metrics(group["label"], group["p_fake"], groups=videos, n_boot=n_boot, seed=seed))
         if videos is not None:
@@ -177,7 +175,8 @@ def detector_table(scores: pd.DataFrame, by: Sequence[str] = ("target",), video_
     return pd.DataFrame(rows)
 
 
-def asr_denominators(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, float | int]:
+def asr_denominators(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
+                     adv_column: str = "p_fake_adv") -> dict[str, float | int]:
     """ASR of one (source, attack, target) cell over both denominators, same success rule
     (``bench.metrics.asr``: the target detected the original and the inversion, and calls the
     adversarial image real):
@@ -185,16 +184,15 @@ def asr_denominators(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> 
     - ``asr_detected`` = #success / #(fakes the target detected, p_fake(orig) > 0.5) — the paper's;
     - ``asr_all``      = #success / #(all attacked fakes).
 
-    Reads ``p_fake_clean``, ``p_fake_inversion``, ``p_fake_adv`` when present, else the stored
-    ``eligible`` / ``inversion_fake`` / ``success`` flags. Intervals resample videos when every
-    row has a ``video_id``.
+    Reads ``p_fake_clean``, ``p_fake_inversion`` and ``adv_column`` when present (``adv_column``
+    names e.g. the score after a post-processing), else the stored ``eligible`` / ``success``
+    flags. Intervals resample videos when every row has a ``video_id``.
     """
-    if {"p_fake_clean", "p_fake_inversion", "p_fake_adv"} <= set(frame.columns):
-        eligible, _, success = success_flags(frame["p_fake_clean"], frame["p_fake_inversion"], frame["p_fake_adv"])
+    if {"p_fake_clean", "p_fake_inversion", adv_column} <= set(frame.columns):
+        eligible, _, success = success_flags(frame["p_fake_clean"], frame["p_fake_inversion"], frame[adv_column])
     else:
         eligible, success = frame["eligible"].to_numpy(bool), frame["success"].to_numpy(bool)
-    videos = frame["video_id"].to_numpy() if "video_id" in frame else None
-    groups = videos if videos is not None and (videos != "").all() else None
+    groups = _video_ids(frame)
     success, eligible = success.astype(np.float64), eligible.astype(np.float64)
     detected = bootstrap_ratio_ci(success, eligible, groups=groups, n_boot=n_boot, seed=seed)
     attacked = bootstrap_ratio_ci(success, np.ones_like(success), groups=groups, n_boot=n_boot, seed=seed)
@@ -203,7 +201,36 @@ def asr_denominators(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> 
             "n_attacked": int(success.size), "n_detected": int(eligible.sum()), "n_success": int(success.sum())}
 
 
+def under_attack_table(records: pd.DataFrame, real_scores: pd.DataFrame, adv_column: str = "p_fake_adv",
+                       n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per (source, attack, target) cell of ``records``: the target's AUC (and the other
+    metrics) on its clean reals vs the cell's adversarial fakes, frame and video level, beside
+    both ASR denominators. ``real_scores`` holds ``target``, ``p_fake`` (and ``video_id``) of
+    the reals; ``adv_column`` picks the adversarial score (e.g. after a post-processing, with
+    the reals' ``p_fake`` post-processed the same way)."""
+    rows = []
+    for (source, attack, target), cell in records.groupby(["source", "attack", "target"], sort=False):
+        reals = real_scores[real_scores["target"] == target]
+        real_videos = _video_ids(reals)
+        adv_videos = _video_ids(cell)
+        both = real_videos is not None and adv_videos is not None
+        row = {"source": source, "attack": attack, "target": target}
+        row.update(under_attack_metrics(reals["p_fake"], cell[adv_column], real_videos if both else None,
+                                        adv_videos if both else None, n_boot=n_boot, seed=seed))
+        row.update(asr_denominators(cell, n_boot=n_boot, seed=seed, adv_column=adv_column))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # -- helpers -------------------------------------------------------------------------------------
+
+def _video_ids(frame: pd.DataFrame, column: str | None = "video_id") -> np.ndarray | None:
+    """The frame's video ids, or None when there is no such column or any row lacks one."""
+    if column is None or column not in frame:
+        return None
+    videos = frame[column].to_numpy()
+    return videos if (pd.notna(videos) & (videos.astype(str) != "")).all() else None
+
 
 def _finite_only(labels, p_fake, groups):
     """Validated arrays without the samples whose score is not finite, and how many were dropped."""
