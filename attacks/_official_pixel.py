@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from attacks._common import TwoWayLogits, frozen_eval, loss_toward_real
-from bench.types import Attack, AttackOutput, Detector
+from bench.attack_health import AttackHealth, grad_or_zero
+from bench.types import Attack, AttackOutput, Detector, p_fake_from_logits
 
 
 class OfficialSignWalk(Attack):
@@ -43,10 +44,16 @@ class OfficialSignWalk(Attack):
         x0 = x01.detach()
         adv = x0.clone()
         momentum = torch.zeros_like(x0)
+        health = AttackHealth(len(x0), x0.device)
         with frozen_eval(detector):
-            for _ in range(self.steps):
+            for i in range(self.steps):
                 adv.requires_grad_(True)
-                grad, = torch.autograd.grad(loss_toward_real(model(adv)), adv)
+                logits = model(adv)
+                grad = grad_or_zero(loss_toward_real(logits), adv)
+                p = p_fake_from_logits(logits.detach())
+                if i == 0:
+                    health.start(p)
+                health.step(p ** 2, grad, still_fake=p > 0.5)  # per-sample MSE(p_fake, 0)
                 if self.decay is not None:
                     grad = grad + self.decay * momentum  # no L1 normalisation, as in the official code
                     momentum = grad
@@ -56,7 +63,8 @@ class OfficialSignWalk(Attack):
                 if self.clip_each_step:
                     adv = adv.clamp(0, 1)
         adv = adv.detach().clamp(0, 1)
-        return AttackOutput(adv, {"linf": (adv - x0).abs().flatten(1).amax(1), "steps": self.steps})
+        return AttackOutput(adv, {"linf": (adv - x0).abs().flatten(1).amax(1), "steps": self.steps,
+                                  **health.info()})
 
     def budget(self) -> dict[str, Any]:
         # Without projection the reachable L-inf distance is steps * step.
