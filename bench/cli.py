@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions
 def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:  # plain `bench` runs the embedded default
         run(matrix=None, out=Path("results"), limit=None, device=None, fresh=False, quiet=False,
-            benchmark_md=None, distributed=None)
+            benchmark_md=None, distributed=None, no_explain=False)
 
 
 @app.command("list")
@@ -63,19 +63,20 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     benchmark_md: Path | None = typer.Option(None, "--benchmark-md", help="BENCHMARK.md to update (default: the matrix's report.benchmark_section goes to ./BENCHMARK.md)"),
     distributed: bool | None = typer.Option(None, "--distributed/--no-distributed", help="split the shards over the ranks of a torchrun/srun launch (default: detect torchrun)"),
+    no_explain: bool = typer.Option(False, "--no-explain", help="skip the matrix's explanation figures (`bench explain RUN` makes them later)"),
 ) -> None:
     """Run (or resume) a matrix: attack, score on every target, render tables and figures."""
     from bench.distributed import Ranks
 
     ranks = Ranks.start(distributed)
     try:
-        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks)
+        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, no_explain)
     finally:
         if ranks is not None:
             ranks.close()
 
 
-def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks) -> None:
+def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, no_explain=False) -> None:
     from bench.config import load_matrix
     from bench.runner import run_matrix
 
@@ -90,17 +91,13 @@ def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks) -> None:
     store = run_matrix(cfg, out_root=out, limit=limit, device=device, fresh=fresh, quiet=quiet, ranks=ranks)
     if ranks is not None and not ranks.is_main:
         return
-    if cfg.explain:
-        from bench.explain_run import explain_run
+    from bench.publish import publish_section
 
-        explain_run(store, n=int(cfg.explain.get("n", 4)), attack=cfg.explain.get("attacks"), quiet=quiet)
-    section = cfg.report.get("benchmark_section")
-    if section:
-        from bench.report import render_benchmark_section, update_benchmark_md
+    publish_section(store, cfg, limit, benchmark_md, quiet)  # tables first: figures never hold them up
+    if cfg.explain and not no_explain:
+        from bench.explain_run import explain_after_run
 
-        target = benchmark_md or Path("BENCHMARK.md")
-        update_benchmark_md(target, section, render_benchmark_section(store, section, cfg.report.get("note", "")))
-        say(f"updated section '{section}' of {target}", quiet)
+        explain_after_run(store, cfg.explain, quiet)
     say(f"run folder: {store.root}  ({time.time() - started:.0f} s)", quiet)
     print(store.root)
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from bench.explain_run import DEFAULT_N
+
 
 def register(app: typer.Typer) -> None:
     @app.command("explain")
@@ -13,7 +15,7 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>"),
         source: str | None = typer.Option(None, "--source", help="only this source detector"),
         attack: str | None = typer.Option(None, "--attack", help="only this attack"),
-        n: int = typer.Option(8, "--n", min=1, help="samples per figure (successful ones first)"),
+        n: int = typer.Option(DEFAULT_N, "--n", min=1, help="samples per figure (successful ones first)"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Write figure grids: original | inversion | adversarial | residual | Grad-CAM per detector."""
