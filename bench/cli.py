@@ -139,8 +139,15 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
     from bench.report import views
     from bench.store import RunStore
 
+    from bench.dataset_stats import stored_summary
+
     store = RunStore.open(run_dir)
     out = console.__class__()  # stdout console
+    from bench.sample_counts import limit_note
+
+    for line in (stored_summary(store.root), limit_note(store.manifest)):
+        if line:
+            out.print(line, soft_wrap=True, highlight=False, markup=False)
     for stem, frame in views(store).items():
         if stem == "asr_all":
             continue

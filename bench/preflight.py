@@ -50,12 +50,20 @@ def missing_inputs(cfg: MatrixConfig) -> list[tuple[str, str, str]]:
     return missing
 
 
+def _line(path: str, what: str, where: str) -> str:
+    return f"  - {path}: {what}" + (f" (published by: {where})" if where else "")
+
+
 def check_inputs(cfg: MatrixConfig) -> None:
+    """Stop with every missing required input listed. A missing LPIPS trunk joins that list but
+    alone stops nothing: LPIPS is then n/a and the quality meter says so at the start."""
+    from bench.metric_inputs import missing_lpips_trunk
+
     missing = missing_inputs(cfg)
     if not missing:
         return
+    optional = missing_lpips_trunk(list(cfg.metrics.quality))
     lines = [f"{cfg.path}: {len(missing)} input(s) missing; nothing was run:"]
-    for path, what, where in missing:
-        lines.append(f"  - {path}: {what}" + (f" (published by: {where})" if where else ""))
+    lines += [_line(*item) for item in missing + ([optional] if optional else [])]
     lines.append("Set the environment variables the matrix uses (see its header) or place the files there.")
     raise UserError("\n".join(lines))

@@ -320,6 +320,10 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
         rank_device = str(compute_device(device or cfg.device, ranks.local_rank))
         built = ranks.main_first(build, cfg, limit, rank_device)
         store = ranks.main_first(lambda: RunStore.create(Path(out_root), resolved, fresh=fresh and ranks.is_main))
+    if ranks is None or ranks.is_main:
+        from bench.dataset_stats import record_dataset_stats
+
+        record_dataset_stats(store, cfg.dataset.name, built.dataset, quiet)
     run = MatrixRun(cfg, built, store, quiet=quiet)
     if ranks is None:
         run.execute()

@@ -55,7 +55,8 @@ def quality_rows(records: pd.DataFrame, subset: str, n_boot: int = 1000) -> tupl
                         "mean": float(mean), "lo": lo, "hi": hi, "videos": int(per_video.size)})
         rows.append(row)
     table = pd.DataFrame(rows).set_index(["source", "attack"]) if rows else pd.DataFrame()
-    return table, pd.DataFrame(cis)
+    # the columns named even when no sample succeeded, so the interval view still indexes
+    return table, pd.DataFrame(cis, columns=["source", "attack", "metric", "subset", "mean", "lo", "hi", "videos"])
 
 
 def quality_views(records: pd.DataFrame, config: dict, n_boot: int = 1000) -> dict[str, pd.DataFrame]:
