@@ -106,7 +106,7 @@ def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, no_expla
 def export(
     run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>"),
     format: str = typer.Option("md", "--format", "-f", help="csv, latex or md"),
-    to: Path | None = typer.Option(None, "--to", help="write here; a BENCHMARK.md gets a section instead"),
+    to: Path | None = typer.Option(None, "--to", help="write the document here (csv: each table after a line `# <name>`; tables/ has one file per table); a BENCHMARK.md gets a section instead"),
     section: str | None = typer.Option(None, "--section", help="BENCHMARK.md section name (default: the matrix name)"),
 ) -> None:
     """Render a run's tables from its stored records only."""
@@ -136,10 +136,9 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
     """Print a run's leaderboard and ASR matrices as terminal tables."""
     from rich.table import Table
 
+    from bench.dataset_stats import stored_summary
     from bench.report import views
     from bench.store import RunStore
-
-    from bench.dataset_stats import stored_summary
 
     store = RunStore.open(run_dir)
     out = console.__class__()  # stdout console

@@ -249,10 +249,14 @@ def parse_matrix(data: dict[str, Any], path: Path) -> MatrixConfig:
 
 def validate_names(cfg: MatrixConfig) -> None:
     """Check every registry name (with did-you-mean) before any work starts."""
+    from bench.option_check import unknown_option_message
     from bench.registry import ATTACKS, DATASETS, DETECTORS, UnknownNameError
 
     try:
-        DATASETS.get(cfg.dataset.name)
+        problem = unknown_option_message("dataset", cfg.dataset.name, DATASETS.get(cfg.dataset.name).factory,
+                                         cfg.dataset.options)
+        if problem:
+            raise UserError(f"{cfg.path}: {problem}")
         for spec in cfg.detectors:
             DETECTORS.get(spec.name)
         for spec in cfg.attacks:
@@ -271,4 +275,6 @@ def load_matrix(name_or_path: str | None, prepare: bool = True, quiet: bool = Fa
 
         _expect(isinstance(data["prepare"], list), path, "prepare", "a list of hook names", data["prepare"])
         run_prepare_hooks(data["prepare"], path, quiet=quiet)
-    return parse_matrix(data, path)
+    from bench.trained_weights import use_trained_weights
+
+    return use_trained_weights(parse_matrix(data, path), quiet)
