@@ -29,8 +29,11 @@ DEFAULT_N = 4
 
 
 def _one_line(exc: BaseException) -> str:
+    """The exception's first line, escaped: its text must not be read as rich markup."""
+    from rich.markup import escape
+
     text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    return escape(f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__)
 
 
 def _pick(records, source: str, attack: str, n: int) -> list[int]:
