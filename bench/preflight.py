@@ -63,7 +63,8 @@ def check_inputs(cfg: MatrixConfig) -> None:
     if not missing:
         return
     optional = missing_lpips_trunk(list(cfg.metrics.quality))
-    lines = [f"{cfg.path}: {len(missing)} input(s) missing; nothing was run:"]
+    also = " (and 1 optional)" if optional else ""
+    lines = [f"{cfg.path}: {len(missing)} input(s) missing{also}; nothing was run:"]
     lines += [_line(*item) for item in missing + ([optional] if optional else [])]
     lines.append("Set the environment variables the matrix uses (see its header) or place the files there.")
     raise UserError("\n".join(lines))
