@@ -138,12 +138,11 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
 
     from bench.dataset_stats import stored_summary
     from bench.report import views
+    from bench.sample_counts import limit_note
     from bench.store import RunStore
 
     store = RunStore.open(run_dir)
     out = console.__class__()  # stdout console
-    from bench.sample_counts import limit_note
-
     for line in (stored_summary(store.root), limit_note(store.manifest)):
         if line:
             out.print(line, soft_wrap=True, highlight=False, markup=False)
