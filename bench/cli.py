@@ -138,7 +138,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
 
     from bench.dataset_stats import stored_summary
     from bench.report import views
-    from bench.sample_counts import limit_note
+    from bench.sample_counts import FOOTNOTE, cell_counts, limit_note, marked_matrix
     from bench.store import RunStore
 
     store = RunStore.open(run_dir)
@@ -146,9 +146,12 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
     for line in (stored_summary(store.root), limit_note(store.manifest)):
         if line:
             out.print(line, soft_wrap=True, highlight=False, markup=False)
-    for stem, frame in views(store).items():
+    tables = views(store)
+    for stem, frame in tables.items():
         if stem == "asr_all":
             continue
+        if stem.startswith("asr_"):  # ASR cells resting on < 10 eligible samples carry the mark
+            frame = marked_matrix(frame, cell_counts(tables["eligible"], stem[4:], frame), bold=False)
         frame = frame.reset_index()
         table = Table(title=stem, title_justify="left")
         for col in frame.columns:
@@ -156,6 +159,8 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
         for _, row in frame.iterrows():
             table.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in row])
         out.print(table)
+    if (tables["leaderboard"]["few"] != "").any():
+        out.print(FOOTNOTE, soft_wrap=True, highlight=False, markup=False)
 
 
 def _register_commands() -> None:

@@ -44,9 +44,9 @@ def leaderboard_counts(cells: pd.DataFrame) -> dict[str, Any]:
     return {"min eligible": least, "few": MARK if least < FEW_ELIGIBLE else ""}
 
 
-def marked_matrix(matrix: pd.DataFrame, eligible: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
-    """An ASR matrix as text: the best value of each column in bold, cells under
-    ``FEW_ELIGIBLE`` eligible samples marked with ``MARK``. ``eligible`` has the same shape."""
+def marked_matrix(matrix: pd.DataFrame, eligible: pd.DataFrame, digits: int = 1, bold: bool = True) -> pd.DataFrame:
+    """An ASR matrix as text: with ``bold``, the best value of each column in Markdown bold; cells
+    under ``FEW_ELIGIBLE`` eligible samples marked with ``MARK``. ``eligible`` has the same shape."""
     text = pd.DataFrame(index=matrix.index, columns=matrix.columns, dtype=object)
     for col in matrix.columns:
         values = matrix[col]
@@ -54,7 +54,7 @@ def marked_matrix(matrix: pd.DataFrame, eligible: pd.DataFrame, digits: int = 1)
         for row in matrix.index:
             value = values[row]
             cell = "n/a" if pd.isna(value) else f"{value:.{digits}f}"
-            if best is not None and not pd.isna(value) and value == best:
+            if bold and best is not None and not pd.isna(value) and value == best:
                 cell = f"**{cell}**"
             if int(eligible.loc[row, col]) < FEW_ELIGIBLE:
                 cell += MARK

@@ -27,7 +27,10 @@ def test_a_limit_run_leaves_benchmark_md_unchanged_and_says_it_is_limited(tmp_pa
     note = "Limited run: at most 8 fake samples attacked per cell (limit 8)"
     assert (run_dir / "tables" / "leaderboard.md").read_text().startswith(note)
     assert note in (run_dir / "tables" / "asr_fgsm.tex").read_text()
-    assert note in run_cli("show", str(run_dir)).stdout
+    shown = run_cli("show", str(run_dir)).stdout
+    assert note in shown and "fewer than 10 eligible samples" in shown
+    asr_rows = shown.split("asr_fgsm")[1].split("quality")[0]
+    assert asr_rows.count("†") == 4  # 2 sources x 2 targets, each with at most 8 eligible
 
     # eligible counts per cell are the records' own, and 8 fakes put every cell under 10
     records = pd.read_parquet(run_dir / "records" / "records.parquet")
