@@ -249,14 +249,11 @@ def parse_matrix(data: dict[str, Any], path: Path) -> MatrixConfig:
 
 def validate_names(cfg: MatrixConfig) -> None:
     """Check every registry name (with did-you-mean) before any work starts."""
-    from bench.option_check import unknown_option_message
-    from bench.registry import ATTACKS, DATASETS, DETECTORS, UnknownNameError
+    from bench.option_check import check_dataset_options
+    from bench.registry import ATTACKS, DETECTORS, UnknownNameError
 
     try:
-        problem = unknown_option_message("dataset", cfg.dataset.name, DATASETS.get(cfg.dataset.name).factory,
-                                         cfg.dataset.options)
-        if problem:
-            raise UserError(f"{cfg.path}: {problem}")
+        check_dataset_options(cfg.dataset.name, cfg.dataset.options, cfg.path)
         for spec in cfg.detectors:
             DETECTORS.get(spec.name)
         for spec in cfg.attacks:

@@ -50,3 +50,13 @@ def unknown_option_message(kind: str, name: str, factory: Callable[..., Any], op
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             return f"unknown option {key!r} of {kind} {name!r}.{hint} Its options: {', '.join(sorted(accepted))}"
     return None
+
+
+def check_dataset_options(name: str, options: dict[str, Any], where: str = "") -> None:
+    """Raise a one-line ``UserError`` when dataset ``name`` does not take one of ``options``."""
+    from bench.errors import UserError
+    from bench.registry import DATASETS
+
+    problem = unknown_option_message("dataset", name, DATASETS.get(name).factory, options)
+    if problem:
+        raise UserError(f"{where}: {problem}" if where else problem)

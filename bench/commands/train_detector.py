@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Train DETECTOR on DATASET; writes OUT (.safetensors) and its JSON sidecar."""
+        from bench.option_check import check_dataset_options
         from bench.registry import create_dataset
         from bench.training import train_detector
 
@@ -44,6 +45,7 @@ def register(app: typer.Typer) -> None:
         kwargs = parse_options(detector_opt, "--detector-opt")
         if preset:
             kwargs["preset"] = preset
+        check_dataset_options(dataset, dataset_opts, "--opt")
         train_set = create_dataset(dataset, **dataset_opts)
         val_set = None
         if val_dataset_opt:
