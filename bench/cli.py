@@ -24,7 +24,7 @@ def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:  # plain `bench` runs the embedded default
         run(matrix=None, out=Path("results"), limit=None, device=None, fresh=False, quiet=False,
             benchmark_md=None, distributed=None, threads=None, allow_compute_change=False,
-            trust_checkpoint=False)
+            trust_checkpoint=False, no_explain=False)
 
 
 @app.command("list")
@@ -69,6 +69,7 @@ def run(
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads per process/rank (overrides the matrix's threads:, default 1); part of the run's compute settings"),
     allow_compute_change: bool = typer.Option(False, "--allow-compute-change", help="resume under other threads/device type/deterministic by recomputing the shards computed otherwise, instead of refusing"),
     trust_checkpoint: bool = trust_checkpoint_option(),
+    no_explain: bool = typer.Option(False, "--no-explain", help="skip the matrix's explanation figures (`bench explain RUN` makes them later)"),
 ) -> None:
     """Run (or resume) a matrix: attack, score on every target, render tables and figures."""
     from bench.distributed import Ranks
@@ -78,13 +79,14 @@ def run(
 
     ranks = Ranks.start(distributed)
     try:
-        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads, allow_compute_change)
+        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads, allow_compute_change, no_explain)
     finally:
         if ranks is not None:
             ranks.close()
 
 
-def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads, allow_compute_change) -> None:
+def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads, allow_compute_change,
+         no_explain=False) -> None:
     from bench.config import load_matrix
     from bench.runner import run_matrix
 
@@ -100,17 +102,13 @@ def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads,
                        threads=threads, allow_compute_change=allow_compute_change)
     if ranks is not None and not ranks.is_main:
         return
-    if cfg.explain:
-        from bench.explain_run import explain_run
+    from bench.publish import publish_section
 
-        explain_run(store, n=int(cfg.explain.get("n", 4)), attack=cfg.explain.get("attacks"), quiet=quiet)
-    section = cfg.report.get("benchmark_section")
-    if section:
-        from bench.report import render_benchmark_section, update_benchmark_md
+    publish_section(store, cfg, limit, benchmark_md, quiet)  # tables first: figures never hold them up
+    if cfg.explain and not no_explain:
+        from bench.explain_run import explain_after_run
 
-        target = benchmark_md or Path("BENCHMARK.md")
-        update_benchmark_md(target, section, render_benchmark_section(store, section, cfg.report.get("note", "")))
-        say(f"updated section '{section}' of {target}", quiet)
+        explain_after_run(store, cfg.explain, quiet)
     from bench.html_report import write_report
 
     say(f"report: {write_report(store)}", quiet)
@@ -122,7 +120,7 @@ def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads,
 def export(
     run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>"),
     format: str = typer.Option("md", "--format", "-f", help="csv, latex or md"),
-    to: Path | None = typer.Option(None, "--to", help="write here; a BENCHMARK.md gets a section instead"),
+    to: Path | None = typer.Option(None, "--to", help="write the document here (csv: each table after a line `# <name>`; tables/ has one file per table); a BENCHMARK.md gets a section instead"),
     section: str | None = typer.Option(None, "--section", help="BENCHMARK.md section name (default: the matrix name)"),
 ) -> None:
     """Render a run's tables from its stored records only."""
@@ -155,14 +153,22 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
     """Print a run's leaderboard and ASR matrices as terminal tables."""
     from rich.table import Table
 
+    from bench.dataset_stats import stored_summary
     from bench.report import views
+    from bench.sample_counts import FOOTNOTE, cell_counts, limit_note, marked_matrix
     from bench.store import RunStore
 
     store = RunStore.open(run_dir)
     out = console.__class__()  # stdout console
-    for stem, frame in views(store).items():
+    for line in (stored_summary(store.root), limit_note(store.manifest)):
+        if line:
+            out.print(line, soft_wrap=True, highlight=False, markup=False)
+    tables = views(store)
+    for stem, frame in tables.items():
         if stem == "asr_all":
             continue
+        if stem.startswith("asr_"):  # ASR cells resting on < 10 eligible samples carry the mark
+            frame = marked_matrix(frame, cell_counts(tables["eligible"], stem[4:], frame), bold=False)
         frame = frame.reset_index()
         table = Table(title=stem, title_justify="left")
         for col in frame.columns:
@@ -170,6 +176,8 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
         for _, row in frame.iterrows():
             table.add_row(*[("n/a" if math.isnan(v) else f"{v:.1f}") if isinstance(v, float) else str(v) for v in row])
         out.print(table)
+    if (tables["leaderboard"]["few"] != "").any():
+        out.print(FOOTNOTE, soft_wrap=True, highlight=False, markup=False)
 
 
 def _register_commands() -> None:

@@ -263,10 +263,11 @@ def parse_matrix(data: dict[str, Any], path: Path) -> MatrixConfig:
 
 def validate_names(cfg: MatrixConfig) -> None:
     """Check every registry name (with did-you-mean) before any work starts."""
-    from bench.registry import ATTACKS, DATASETS, DETECTORS, UnknownNameError
+    from bench.option_check import check_dataset_options
+    from bench.registry import ATTACKS, DETECTORS, UnknownNameError
 
     try:
-        DATASETS.get(cfg.dataset.name)
+        check_dataset_options(cfg.dataset.name, cfg.dataset.options, cfg.path)
         for spec in cfg.detectors:
             DETECTORS.get(spec.name)
         for spec in cfg.attacks:
@@ -286,5 +287,6 @@ def load_matrix(name_or_path: str | None, prepare: bool = True, quiet: bool = Fa
         _expect(isinstance(data["prepare"], list), path, "prepare", "a list of hook names", data["prepare"])
         run_prepare_hooks(data["prepare"], path, quiet=quiet)
     from bench.matrix_checks import check_matrix
+    from bench.trained_weights import use_trained_weights
 
-    return check_matrix(parse_matrix(data, path), data)
+    return use_trained_weights(check_matrix(parse_matrix(data, path), data), quiet)

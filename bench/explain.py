@@ -24,6 +24,22 @@ import torch
 from bench.types import FAKE, Detector
 
 
+def cam_unavailable(detector: Detector) -> str | None:
+    """Why Grad-CAM cannot run on ``detector``, in words, or None when it can.
+
+    grad-cam reads the model's device from its first parameter and hooks ``cam_target_layers()``;
+    a detector with no parameters or no target layer cannot be explained."""
+    try:
+        layers = list(detector.cam_target_layers())
+    except NotImplementedError:
+        return "it names no cam_target_layers()"
+    if not layers:
+        return "its cam_target_layers() is empty"
+    if next(detector.parameters(), None) is None:
+        return "it has no parameters (Grad-CAM reads the device from the first one)"
+    return None
+
+
 def gradcam_maps(detector: Detector, x01: torch.Tensor, target_class: int = FAKE) -> np.ndarray:
     """Grad-CAM of ``target_class`` (default: fake) per image: (N,H,W) float32 in [0,1], at the
     input's resolution (grad-cam min-max scales each map; an all-zero map stays zero)."""

@@ -51,13 +51,22 @@ def missing_inputs(cfg: MatrixConfig) -> list[tuple[str, str, str]]:
     return missing
 
 
+def _line(path: str, what: str, where: str) -> str:
+    return f"  - {path}: {what}" + (f" (published by: {where})" if where else "")
+
+
 def check_inputs(cfg: MatrixConfig) -> None:
+    """Stop with every missing required input listed. A missing LPIPS trunk joins that list but
+    alone stops nothing: LPIPS is then n/a and the quality meter says so at the start."""
+    from bench.metric_inputs import missing_lpips_trunk
+
     missing = missing_inputs(cfg)
     if not missing:
         return
-    lines = [f"{cfg.path}: {len(missing)} input(s) missing; nothing was run:"]
-    for path, what, where in missing:
-        lines.append(f"  - {path}: {what}" + (f" (published by: {where})" if where else ""))
+    optional = missing_lpips_trunk(list(cfg.metrics.quality))
+    also = " (and 1 optional)" if optional else ""
+    lines = [f"{cfg.path}: {len(missing)} input(s) missing{also}; nothing was run:"]
+    lines += [_line(*item) for item in missing + ([optional] if optional else [])]
     lines.append("Set the environment variables the matrix uses (see its header) or place the files there.")
     raise UserError("\n".join(lines))
 

@@ -109,4 +109,4 @@ def _clock(seconds: float) -> str:
 
 def say(message: str, quiet: bool = False) -> None:
     if not quiet:
-        console.print(message, highlight=False)
+        console.print(message, highlight=False, soft_wrap=True)  # one message, one line, at any width

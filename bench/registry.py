@@ -102,7 +102,7 @@ class Registry:
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         known = ", ".join(sorted(self._entries)) or "none"
-        broken = f" (failed to load: {', '.join(self.broken)})" if self.broken else ""
+        broken = f" (failed to load: {'; '.join(f'{k}: {v}' for k, v in self.broken.items())})" if self.broken else ""
         return f"unknown {self.kind[:-1]} {name!r}.{hint} Known: {known}{broken}."
 
     def resolve_kwargs(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +125,9 @@ class Registry:
 
 
 def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    from bench.install_hints import install_hint
+
+    return install_hint(exc) or f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def import_submodules(package: str, broken: dict[str, str]) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics.asr import asr_table
+from bench.sample_counts import FOOTNOTE, cell_counts, eligible_table, leaderboard_counts, limit_note, marked_matrix
 from bench.store import RunStore, atomic_write, safe_part
 
 FORMATS = ("csv", "latex", "md")
@@ -51,6 +52,7 @@ def leaderboard(long: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
             "white-box ASR": float(diag.mean()) if len(diag) else math.nan,
             "transfer ASR": float(off.mean()) if len(off) else math.nan,
             "n": int(sub["n"].iloc[0]),
+            **leaderboard_counts(sub),
         })
     board = pd.DataFrame(rows).sort_values(["transfer ASR", "white-box ASR"], ascending=False, na_position="last")
     return board.set_index("attack")
@@ -127,7 +129,7 @@ def bolds_best(stem: str) -> bool:
     return not stem.startswith(("quality", "ablation"))
 
 
-def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "") -> list[Path]:
+def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "", note: str = "") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in FORMATS:
@@ -135,9 +137,10 @@ def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "")
         if fmt == "csv":
             text = frame.to_csv(float_format="%.4f")
         elif fmt == "latex":
-            text = to_latex(frame, caption=caption, digits=_digits(stem), bold=bolds_best(stem))
+            text = to_latex(frame, caption=" ".join(filter(None, (caption, note))), digits=_digits(stem),
+                            bold=bolds_best(stem))
         else:
-            text = to_markdown(frame, digits=_digits(stem), bold=bolds_best(stem))
+            text = (f"{note}\n\n" if note else "") + to_markdown(frame, digits=_digits(stem), bold=bolds_best(stem))
         atomic_write(path, lambda p, t=text: p.write_text(t))
         written.append(path)
     return written
@@ -192,7 +195,8 @@ def _views(root: Path, mtime_ns: int, size: int) -> dict[str, pd.DataFrame]:
     records = store.records()
     n_boot = int(store.manifest.get("config", {}).get("metrics", {}).get("bootstrap", 1000))
     long = asr_long(records, n_boot=n_boot)
-    out = {"asr_all": long.set_index(["source", "attack", "target"]), "leaderboard": leaderboard(long, records)}
+    out = {"asr_all": long.set_index(["source", "attack", "target"]), "leaderboard": leaderboard(long, records),
+           "eligible": eligible_table(long)}
     for attack in dict.fromkeys(long["attack"]):
         out[f"asr_{safe_part(attack)}"] = asr_matrix(long, attack)
     from bench.ablation import ablation_views
@@ -206,8 +210,9 @@ def _views(root: Path, mtime_ns: int, size: int) -> dict[str, pd.DataFrame]:
 
 def render_run(store: RunStore, quiet: bool = False) -> dict[str, pd.DataFrame]:
     tables = views(store)
+    note = limit_note(store.manifest)
     for stem, frame in tables.items():
-        write_table(frame, store.tables_dir, stem, caption=stem.replace("_", " "))
+        write_table(frame, store.tables_dir, stem, caption=stem.replace("_", " "), note=note)
         if stem.startswith("asr_") and stem != "asr_all":
             heatmap(frame, f"transfer ASR: {stem[4:]}", store.figures_dir / f"{stem}.png")
     from bench.ablation import latent_change_figures
@@ -228,7 +233,8 @@ def export(store: RunStore, fmt: str) -> str:
             chunks.append(f"% {stem}\n{to_latex(frame, stem.replace('_', ' '), _digits(stem), bolds_best(stem))}")
         else:
             chunks.append(f"# {stem}\n{frame.to_csv(float_format='%.4f')}")
-    head = {"md": f"Run `{manifest['run_id']}` of matrix `{manifest['matrix']}`.\n\n",
+    note = limit_note(manifest)
+    head = {"md": f"Run `{manifest['run_id']}` of matrix `{manifest['matrix']}`. {note}\n\n",
             "latex": f"% run {manifest['run_id']} of matrix {manifest['matrix']}\n", "csv": ""}[fmt]
     return head + "\n".join(chunks)
 
@@ -240,12 +246,17 @@ def render_benchmark_section(store: RunStore, section: str, note: str = "") -> s
     lines = [f"## {section}", ""]
     if note:
         lines += [note.strip(), ""]
+    if limit_note(manifest):
+        lines += [f"**{limit_note(manifest)}**", ""]
     lines += [f"Matrix `{manifest['matrix']}`, run `{manifest['run_id']}`, commit `{manifest['git_commit'][:12]}`, "
               f"torch {manifest['versions'].get('torch')}. Rendered by `bench export` from stored records; "
               "do not edit by hand.", "", "### Leaderboard", "", to_markdown(tables["leaderboard"]).rstrip(), ""]
+    if (tables["leaderboard"]["few"] != "").any():
+        lines += [FOOTNOTE, ""]
     for stem, frame in tables.items():
         if stem.startswith("asr_") and stem != "asr_all":
-            lines += [f"### Transfer ASR (%): {stem[4:]}", "", to_markdown(frame).rstrip(), ""]
+            marked = marked_matrix(frame, cell_counts(tables["eligible"], stem[4:], frame))
+            lines += [f"### Transfer ASR (%): {stem[4:]}", "", to_markdown(marked).rstrip(), ""]
         elif (stem.startswith(("quality", "ablation"))) and stem != "quality_ci":  # intervals stay in tables/
             lines += [f"### {stem.replace('_', ' ')}", "", to_markdown(frame, _digits(stem), bolds_best(stem)).rstrip(), ""]
     return "\n".join(lines) + "\n"

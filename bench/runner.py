@@ -366,6 +366,10 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
     with run_folder_lock(run_root_of(Path(out_root), resolved)) if is_main else contextlib.nullcontext():
         store = open_store() if ranks is None else ranks.main_first(open_store)
         release_warnings()  # the up-front checks passed: library warnings may show from here on
+        if is_main:
+            from bench.dataset_stats import record_dataset_stats
+
+            record_dataset_stats(store, cfg.dataset.name, built.dataset, quiet)
         run = MatrixRun(cfg, built, store, quiet=quiet)
         if ranks is None:
             run.execute()

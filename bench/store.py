@@ -98,6 +98,9 @@ def checkpoint_files(resolved: dict[str, Any]) -> dict[str, str]:
     for section in ("detectors", "attacks"):
         for spec in resolved.get(section, []):
             walk(spec.get("kwargs", {}), f"{section}.{spec['label']}")
+    from bench.metric_inputs import metric_weight_files
+
+    found.update(metric_weight_files(resolved))  # IR-SE50, LPIPS trunk
     return found
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from bench.cli_options import trust_checkpoint_option
+from bench.explain_run import DEFAULT_N
 
 
 def register(app: typer.Typer) -> None:
@@ -15,7 +16,7 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>"),
         source: str | None = typer.Option(None, "--source", help="only this source detector"),
         attack: str | None = typer.Option(None, "--attack", help="only this attack"),
-        n: int = typer.Option(8, "--n", min=1, help="samples per figure (successful ones first)"),
+        n: int = typer.Option(DEFAULT_N, "--n", min=1, help="samples per figure (successful ones first)"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
         trust_checkpoint: bool = trust_checkpoint_option(),
     ) -> None:

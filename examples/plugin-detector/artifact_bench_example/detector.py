@@ -1,6 +1,7 @@
 """A deliberately simple detector: forgeries in the toy data are over-saturated, so the
 logit is a scaled colour saturation. It follows the full Detector contract, so the harness can
-attack it, transfer to it and explain it like any built-in."""
+attack it, transfer to it and explain it like any built-in: its saturation map is the layer
+Grad-CAM reads, so the CAM shows where the image is most saturated."""
 
 import torch
 from torch import nn
@@ -11,12 +12,14 @@ from bench.types import Detector, two_way
 class SaturationDetector(Detector):
     def __init__(self, threshold: float = 0.3, scale: float = 10.0, input_size: int = 64):
         super().__init__(input_size=input_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-        self.threshold, self.scale = threshold, scale
-        self.spread = nn.Identity()  # a named layer for Grad-CAM
+        # Parameters, not plain floats: Grad-CAM (and `.to(device)`) find the model through them.
+        self.threshold = nn.Parameter(torch.tensor(float(threshold)), requires_grad=False)
+        self.scale = nn.Parameter(torch.tensor(float(scale)), requires_grad=False)
+        self.spread = nn.Identity()  # the (B,1,H,W) saturation map, a named layer for Grad-CAM
 
     def embed(self, xn: torch.Tensor) -> torch.Tensor:
-        spread = self.spread(xn.amax(dim=1) - xn.amin(dim=1))
-        return spread.mean(dim=(1, 2)).unsqueeze(1)
+        spread = self.spread(xn.amax(dim=1, keepdim=True) - xn.amin(dim=1, keepdim=True))
+        return spread.mean(dim=(2, 3))
 
     def classify(self, xn: torch.Tensor) -> torch.Tensor:
         return two_way(self.scale * (self.embed(xn)[:, 0] - self.threshold))

@@ -1,0 +1,38 @@
+"""Whether a finished `bench run` writes its matrix's section of BENCHMARK.md.
+
+The section is the published result of the matrix as shipped. A run whose ``--limit`` differs
+from the matrix's own ``limit`` attacked a different sample set, so it leaves the published
+section alone unless the user names the file (``--benchmark-md``) or publishes on purpose with
+``bench export RUN --to BENCHMARK.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.config import MatrixConfig
+from bench.progress import say
+from bench.store import RunStore
+
+
+def is_partial(cfg: MatrixConfig, cli_limit: int | None) -> bool:
+    """A ``--limit`` that changes the matrix's own sample count."""
+    return cli_limit is not None and cli_limit != cfg.limit
+
+
+def publish_section(store: RunStore, cfg: MatrixConfig, cli_limit: int | None, benchmark_md: Path | None,
+                    quiet: bool = False) -> Path | None:
+    """Write (or deliberately skip, with one line) the run's BENCHMARK.md section; the file written."""
+    from bench.report import render_benchmark_section, update_benchmark_md
+
+    section = cfg.report.get("benchmark_section")
+    if not section:
+        return None
+    if benchmark_md is None and is_partial(cfg, cli_limit):
+        say(f"BENCHMARK.md section '{section}' left unchanged: this is a --limit {cli_limit} run "
+            f"(publish it on purpose with `bench export {store.root} --to BENCHMARK.md`)", quiet)
+        return None
+    target = benchmark_md or Path("BENCHMARK.md")
+    update_benchmark_md(target, section, render_benchmark_section(store, section, cfg.report.get("note", "")))
+    say(f"updated section '{section}' of {target}", quiet)
+    return target
