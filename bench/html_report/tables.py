@@ -26,7 +26,7 @@ LONG_FORM_ROWS = 40
 SECTIONS = [
     ("detectors", "Detectors", ("detector", "clean")),
     ("leaderboards", "Leaderboards", ("leaderboard",)),
-    ("matrices", "Transfer ASR", ("asr",)),
+    ("matrices", "Transfer ASR", ("asr", "eligible")),
     ("quality", "Image quality and identity", ("quality", "identity")),
     ("ablations", "Ablations and sweeps", ("ablation", "sweep")),
     ("more", "More tables", ()),
@@ -36,6 +36,8 @@ CAPTIONS = {  # by exact stem, else by prefix
     "asr_all": "Every (source, attack, target) cell: ASR in % with its 95 % bootstrap interval over videos, "
                "and both denominators.",
     "quality_ci": "95 % bootstrap intervals of the quality means, over videos.",
+    "eligible": "Eligible samples (the ASR denominator: fakes the target called fake when clean) per "
+                "(source, attack) row and target column; an ASR under 10 eligible samples is marked †.",
     "quality": "White-box rows (source = target). Means per video, then over videos.",
 }
 COLUMN_CAPTIONS = {  # a leaderboard's caption defines the columns it has
@@ -44,7 +46,7 @@ COLUMN_CAPTIONS = {  # a leaderboard's caption defines the columns it has
 }
 MATRIX_CAPTION = ("Rows: the source detector the attack ran against; columns: the target detector that scored "
                   "the adversarial images; cells: ASR in %, coloured on the scale above.")
-TITLES = {"asr_all": "Every transfer-ASR cell, with 95 % intervals", "quality_ci": "Quality: 95 % intervals"}
+TITLES = {"asr_all": "Every transfer-ASR cell, with 95 % intervals", "eligible": "Eligible samples per cell", "quality_ci": "Quality: 95 % intervals"}
 
 
 @dataclass
