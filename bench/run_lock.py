@@ -1,9 +1,9 @@
 """One `bench run` per run folder at a time.
 
 Two processes running the same matrix into the same --out would compute every shard twice and
-race on the merge. The first takes an exclusive ``flock`` on ``OUT/<matrix>/.<run-id>.lock`` (a
-sibling of the run folder, so ``--fresh`` deleting the folder does not delete the lock); a second
-one exits with one line naming the holder. The kernel releases the lock when its holder exits,
+race on the merge. The first takes an exclusive ``flock`` on ``OUT/.locks/<matrix>.<run-id>.lock``
+(outside the run folder, so ``--fresh`` deleting the folder does not delete the lock, and outside
+``OUT/<matrix>/``, which holds run folders only); a second one exits with one line naming the holder. The kernel releases the lock when its holder exits,
 however it exits, so a killed run never leaves a stale lock behind.
 """
 
@@ -20,7 +20,7 @@ from bench.errors import UserError
 
 @contextlib.contextmanager
 def run_folder_lock(run_root: Path) -> Iterator[None]:
-    lock_path = run_root.parent / f".{run_root.name}.lock"
+    lock_path = run_root.parent.parent / ".locks" / f"{run_root.parent.name}.{run_root.name}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as fh:
         try:

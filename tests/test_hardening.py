@@ -438,8 +438,9 @@ def test_second_run_on_a_locked_run_folder_exits_with_one_line(tmp_path, capsys)
     cfg = load_matrix(str(path))
     resolved = {**cfg.resolved(), "limit": cfg.limit}
     root = run_root_of(out, resolved)
-    root.parent.mkdir(parents=True)
-    with open(root.parent / f".{root.name}.lock", "a+") as held:  # what a first `bench run` holds
+    lock = out / ".locks" / f"{root.parent.name}.{root.name}.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+") as held:  # what a first `bench run` holds
         fcntl.flock(held, fcntl.LOCK_EX)
         held.write("pid 4242")
         held.flush()
