@@ -1,0 +1,55 @@
+"""Which source preset a checkpoint file is closest to: the hint in the one-line error of a
+strict load that failed (``detectors.checkpoints.load_into``).
+
+Every source preset of the detector's family is built on the ``meta`` device (shapes only, no
+memory, no weights), the file's keys are put through that source's drop/rename rules, and the
+preset with the fewest missing + unexpected + mis-shaped keys is named with its first
+differing keys.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from detectors.checkpoints import Mismatch, StateDict, apply_source, fit_state_dict
+from detectors.sources import CheckpointSource, sources_of
+
+
+@lru_cache(maxsize=16)
+def _skeleton(family: str, source: str) -> nn.Module:
+    """The family's model for ``preset=source``, with meta tensors."""
+    from bench.registry import DETECTORS
+
+    with torch.device("meta"):
+        return DETECTORS.create(family, preset=source)
+
+
+def closest_preset(family: str, sd: StateDict) -> tuple[CheckpointSource, Mismatch] | None:
+    best: tuple[CheckpointSource, Mismatch] | None = None
+    for src in sources_of(family).values():
+        try:
+            skeleton = _skeleton(family, src.source)
+        except Exception:  # a preset that cannot be built here (a missing optional module) is no candidate
+            continue
+        _, mismatch = fit_state_dict(apply_source(sd, src), skeleton)
+        if best is None or mismatch.size < best[1].size:
+            best = (src, mismatch)
+    return best
+
+
+def closest_preset_note(model: nn.Module, sd: StateDict) -> str:
+    """``"; closest preset: ..."`` for the error line (the file's keys as read, ``module.`` stripped)."""
+    arch = getattr(model, "arch", None) or {}
+    family, current = arch.get("name"), arch.get("kwargs", {}).get("source")
+    found = closest_preset(family, sd) if family else None
+    if found is None:
+        return "; pick the detector/kwargs it was trained with"
+    src, mismatch = found
+    if mismatch.size == 0:
+        return f"; it is a {family} file of source {src.source!r}: pass preset={src.source!r}"
+    if src.source == current:
+        return f"; no {family} preset fits it better ({', '.join(sources_of(family))})"
+    return f"; closest {family} preset: {src.source!r} ({mismatch.describe()})"
