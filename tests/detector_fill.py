@@ -11,16 +11,14 @@ import hashlib
 import json
 import math
 import zlib
-from pathlib import Path
 from typing import Any
 
 import torch
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():  # worktrees live in /work/wt/<branch>; the main checkout in /work/main
-    REFERENCE = Path("/work/shared/reference")
-LAYOUTS = REFERENCE / "layouts"
-PARITY = REFERENCE / "parity"
+from tests.latent_support import shared_reference
+
+LAYOUTS = shared_reference() / "layouts"
+PARITY = shared_reference() / "parity"
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 # MAT's constant buffers keep their constructed values (the fill skips them)
