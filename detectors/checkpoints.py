@@ -222,7 +222,7 @@ def load_into(model: nn.Module, path: str | os.PathLike, trust_checkpoint: bool 
         from detectors.preset_match import closest_preset_note
 
         raise UserError(f"checkpoint {str(path)!r} does not fit {describe_architecture(model)}: "
-                        f"{mismatch.describe()}{closest_preset_note(model, raw)}")
+                        f"{mismatch.describe()}{closest_preset_note(model, raw, mismatch)}")
     expected = model.state_dict()
     usable = {k: v.to(expected[k].dtype) for k, v in fitted.items()
               if k in expected and v.shape == expected[k].shape}

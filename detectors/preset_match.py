@@ -40,16 +40,17 @@ def closest_preset(family: str, sd: StateDict) -> tuple[CheckpointSource, Mismat
     return best
 
 
-def closest_preset_note(model: nn.Module, sd: StateDict) -> str:
-    """``"; closest preset: ..."`` for the error line (the file's keys as read, ``module.`` stripped)."""
+def closest_preset_note(model: nn.Module, sd: StateDict, current: Mismatch) -> str:
+    """``"; closest preset: ..."`` for the error line (``sd``: the file's keys as read, ``module.``
+    stripped; ``current``: how far they are from ``model``), or advice when no preset is closer."""
     arch = getattr(model, "arch", None) or {}
-    family, current = arch.get("name"), arch.get("kwargs", {}).get("source")
+    family, chosen = arch.get("name"), arch.get("kwargs", {}).get("source")
     found = closest_preset(family, sd) if family else None
-    if found is None:
-        return "; pick the detector/kwargs it was trained with"
+    if found is None or (found[0].source != chosen and found[1].size >= current.size):
+        return "; pick the detector/kwargs (or source preset) it was trained with"
     src, mismatch = found
+    if src.source == chosen:
+        return f"; the closest {family} preset is the chosen {chosen!r}: the file is not one of its format"
     if mismatch.size == 0:
         return f"; it is a {family} file of source {src.source!r}: pass preset={src.source!r}"
-    if src.source == current:
-        return f"; no {family} preset fits it better ({', '.join(sources_of(family))})"
     return f"; closest {family} preset: {src.source!r} ({mismatch.describe()})"
