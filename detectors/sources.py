@@ -117,3 +117,15 @@ def source_presets(family: str, arch: Mapping[str, Mapping[str, Any]] | None = N
     per source that the family keeps in its own module (MAT's configuration)."""
     arch = arch or {}
     return {name: {**src.preset(), **arch.get(name, {})} for name, src in sources_of(family).items()}
+
+
+def describe_sources() -> list[str]:
+    """One line per (family, source), for ``bench list``."""
+    lines = []
+    for s in SOURCES:
+        container = f"{{{', '.join(repr(k) for k in s.container)}: ...}}" if s.container else "bare state dict"
+        dropped = f"; drops {', '.join(p + '*' for p in s.drop)}" if s.drop else ""
+        p_fake = "sigmoid(logit[1])" if s.p_fake == SIGMOID else "softmax[1]"
+        lines.append(f"{s.family:<16} preset={s.source:<16} {container}{dropped}; {s.input_size} px; "
+                     f"p_fake={p_fake} | {s.writer}")
+    return lines
