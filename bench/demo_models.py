@@ -31,7 +31,7 @@ DETECTORS = {
     "recce": ({"preset": "tiny"}, 3),
 }
 AUTOENCODER_STEPS = 400
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: RECCE with the official modules
 
 
 def recipe() -> dict:
