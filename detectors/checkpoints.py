@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -190,15 +190,16 @@ def describe_architecture(model: nn.Module) -> str:
     return type(model).__name__
 
 
-def apply_source(sd: StateDict, source: CheckpointSource) -> StateDict:
-    """A source's file keys -> our module names: drop the keys its forward never reads, then
-    rename the first matching prefix of each key."""
+def apply_source(sd: StateDict, source: CheckpointSource, model_keys: Container[str] = ()) -> StateDict:
+    """A source's file keys -> our module names: drop the keys its forward never reads (unless
+    the model has them, e.g. training-only buffers it keeps), and rename the first matching prefix."""
     out = {}
     for key, value in sd.items():
-        if key.startswith(source.drop):
-            continue
         old, new = next(((o, n) for o, n in source.rename if key.startswith(o)), ("", ""))
-        out[new + key[len(old):]] = value
+        ours = new + key[len(old):]
+        if key.startswith(source.drop) and ours not in model_keys:
+            continue
+        out[ours] = value
     return out
 
 
@@ -213,7 +214,7 @@ def load_into(model: nn.Module, path: str | os.PathLike, trust_checkpoint: bool 
     ``ignore`` lists key prefixes (of the model) that are neither required nor loaded.
     """
     raw = read_state_dict(path, trust_checkpoint, source.container if source else ())
-    sd = apply_source(raw, source) if source else raw
+    sd = apply_source(raw, source, model.state_dict()) if source else raw
     fitted, mismatch = fit_state_dict(sd, model, adapters)
     if ignore:
         fitted = {k: v for k, v in fitted.items() if not k.startswith(ignore)}

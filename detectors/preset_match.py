@@ -34,7 +34,7 @@ def closest_preset(family: str, sd: StateDict) -> tuple[CheckpointSource, Mismat
             skeleton = _skeleton(family, src.source)
         except Exception:  # a preset that cannot be built here (a missing optional module) is no candidate
             continue
-        _, mismatch = fit_state_dict(apply_source(sd, src), skeleton)
+        _, mismatch = fit_state_dict(apply_source(sd, src, skeleton.state_dict()), skeleton)
         if best is None or mismatch.size < best[1].size:
             best = (src, mismatch)
     return best

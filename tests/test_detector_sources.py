@@ -122,3 +122,16 @@ def test_bench_run_reports_a_partial_load(tmp_path):
     assert ran.returncode == 0, ran.stderr
     assert "loaded 106 of 110 tensors; at initial values: net.block2.rep.2" in ran.stderr
 
+
+
+def test_source_drops_only_keys_the_model_does_not_keep():
+    from detectors.checkpoints import apply_source
+    from detectors.sources import get_source
+
+    mat = get_source("mat", "official")  # drops net._fc.* and auxiliary_loss.*
+    sd = {"net._fc.weight": torch.zeros(1), "auxiliary_loss.alpha": torch.zeros(()), "net._bn0.weight": torch.zeros(1)}
+    assert list(apply_source(sd, mat)) == ["net._bn0.weight"]
+    # a model that keeps its training-only buffers gets them loaded, not dropped
+    assert list(apply_source(sd, mat, {"auxiliary_loss.alpha"})) == ["auxiliary_loss.alpha", "net._bn0.weight"]
+    recce = get_source("recce", "deepfakebench")  # drops backbone.*, peels model.
+    assert list(apply_source({"backbone.conv1.weight": 0, "model.fc.bias": 1}, recce)) == ["fc.bias"]
