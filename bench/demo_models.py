@@ -31,7 +31,7 @@ DETECTORS = {
     "recce": ({"preset": "tiny"}, 3),
 }
 AUTOENCODER_STEPS = 400
-RECIPE_VERSION = 2  # 2: RECCE with the official modules
+RECIPE_VERSION = 3  # 3: RECCE with the official modules (2: det-mat's MAT change; merged: bump past both)
 
 
 def recipe() -> dict:
