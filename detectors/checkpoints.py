@@ -220,10 +220,9 @@ def load_into(model: nn.Module, path: str | os.PathLike, trust_checkpoint: bool 
         fitted = {k: v for k, v in fitted.items() if not k.startswith(ignore)}
         mismatch = Mismatch(fitted, {k: v for k, v in model.state_dict().items() if not k.startswith(ignore)})
     if strict and mismatch.size:
-        from detectors.preset_match import closest_preset_note
+        from detectors.preset_match import strict_failure
 
-        raise UserError(f"checkpoint {str(path)!r} does not fit {describe_architecture(model)}: "
-                        f"{mismatch.describe()}{closest_preset_note(model, raw, mismatch)}")
+        raise UserError(strict_failure(model, str(path), raw, mismatch))
     expected = model.state_dict()
     usable = {k: v.to(expected[k].dtype) for k, v in fitted.items()
               if k in expected and v.shape == expected[k].shape}

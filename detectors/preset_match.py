@@ -14,7 +14,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from detectors.checkpoints import Mismatch, StateDict, apply_source, fit_state_dict
+from detectors.checkpoints import Mismatch, StateDict, apply_source, describe_architecture, fit_state_dict
 from detectors.sources import CheckpointSource, sources_of
 
 
@@ -40,17 +40,21 @@ def closest_preset(family: str, sd: StateDict) -> tuple[CheckpointSource, Mismat
     return best
 
 
-def closest_preset_note(model: nn.Module, sd: StateDict, current: Mismatch) -> str:
-    """``"; closest preset: ..."`` for the error line (``sd``: the file's keys as read, ``module.``
-    stripped; ``current``: how far they are from ``model``), or advice when no preset is closer."""
+def strict_failure(model: nn.Module, path: str, sd: StateDict, current: Mismatch) -> str:
+    """The one-line error of a strict load that failed. ``sd``: the file's keys as read
+    (``module.`` stripped); ``current``: how far they are from ``model``. A source preset of the
+    family that fits better is named with its own first differing keys."""
     arch = getattr(model, "arch", None) or {}
     family, chosen = arch.get("name"), arch.get("kwargs", {}).get("source")
     found = closest_preset(family, sd) if family else None
-    if found is None or (found[0].source != chosen and found[1].size >= current.size):
-        return "; pick the detector/kwargs (or source preset) it was trained with"
-    src, mismatch = found
-    if src.source == chosen:
-        return f"; the closest {family} preset is the chosen {chosen!r}: the file is not one of its format"
-    if mismatch.size == 0:
-        return f"; it is a {family} file of source {src.source!r}: pass preset={src.source!r}"
-    return f"; closest {family} preset: {src.source!r} ({mismatch.describe()})"
+    if found is not None and found[0].source != chosen and found[1].size < current.size:
+        src, mismatch = found
+        if mismatch.size == 0:
+            return (f"checkpoint {path!r} is a {family} file of source {src.source!r}, not of "
+                    f"{describe_architecture(model)}: pass preset={src.source!r}")
+        return (f"checkpoint {path!r} fits no {family} preset; closest: {src.source!r} ({mismatch.describe()}); "
+                f"{describe_architecture(model)} differs in {current.size} keys")
+    closest = (f"; the closest {family} preset is the chosen {chosen!r}: the file is not of its format"
+               if found is not None and found[0].source == chosen else
+               "; pick the detector/kwargs (or source preset) it was trained with")
+    return f"checkpoint {path!r} does not fit {describe_architecture(model)}: {current.describe()}{closest}"
