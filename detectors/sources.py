@@ -9,9 +9,13 @@ p_fake. A family exposes every source of its own as a preset of the same name
 The facts and their upstream references are in /work/shared/reference/DETECTORS.md and in the
 layouts' ``checkpoint_format``; docs/detectors.md lists the same table for users.
 
-Loading (``detectors.checkpoints.load_from_source``): unwrap the container, strip DDP
+Loading (``detectors.checkpoints.load_into(..., source=)``): unwrap the container, strip DDP
 ``module.``, drop, rename, then the usual strict fit. A file that fits no preset of its family is
 refused with one line naming the closest preset and its first differing keys.
+
+A family opts in with ``presets={..., **source_presets(FAMILY, {SOURCE: arch kwargs})}`` on its
+``register_detector`` and a factory that goes through ``build_detector`` (which takes ``source=``
+off the kwargs, loads with the source's rules and sets the detector's ``p_fake_rule``).
 """
 
 from __future__ import annotations
