@@ -45,6 +45,16 @@ def list_registries() -> None:
         for name, error in registry.broken.items():
             table.add_row(f"[red]{name}[/red]", "[red]failed to load[/red]", "", error)
         console.print(table) if sys.stdout.isatty() else _plain_table(kind, registry)
+    _print_checkpoint_sources()
+
+
+def _print_checkpoint_sources() -> None:
+    """The published checkpoint formats each detector family reads (its presets of the same name)."""
+    from detectors.sources import describe_sources
+
+    print("== detector checkpoint sources (create_detector(FAMILY, preset=SOURCE, checkpoint=FILE))")
+    for line in describe_sources():
+        print(line)
 
 
 def _plain_table(kind, registry) -> None:

@@ -31,7 +31,7 @@ DETECTORS = {
     "recce": ({"preset": "tiny"}, 3),
 }
 AUTOENCODER_STEPS = 400
-RECIPE_VERSION = 2  # 2: MAT in the official layout (old demo MAT files no longer fit)
+RECIPE_VERSION = 4  # 4: MAT (2) and RECCE (3) in the official layouts; old demo files no longer fit
 
 
 def recipe() -> dict:

@@ -60,8 +60,12 @@ class Detector(nn.Module):
         """Pooled penultimate features (B,F); the statistical-consistency attack matches these."""
         return self.embed(self.preprocess(x01))
 
+    # how the checkpoint's source scores: "softmax" (column 1) or "sigmoid" (of the fake logit alone);
+    # set per source preset by detectors/sources.py
+    p_fake_rule = "softmax"
+
     def p_fake(self, x01: torch.Tensor) -> torch.Tensor:
-        return p_fake_from_logits(self(x01))
+        return p_fake_from_logits(self(x01), self.p_fake_rule)
 
 
 def two_way(z: torch.Tensor) -> torch.Tensor:
@@ -70,8 +74,10 @@ def two_way(z: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros_like(z), z], dim=1)
 
 
-def p_fake_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    # softmax in fp32 even under autocast: a saturated bf16 softmax gives zero gradient.
+def p_fake_from_logits(logits: torch.Tensor, rule: str = "softmax") -> torch.Tensor:
+    # in fp32 even under autocast: a saturated bf16 softmax gives zero gradient.
+    if rule == "sigmoid":  # Artifact-Eraser's RECCE: an element-wise sigmoid, column 1 read as p_fake
+        return torch.sigmoid(logits.float()[:, FAKE])
     return torch.softmax(logits.float(), dim=1)[:, FAKE]
 
 

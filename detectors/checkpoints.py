@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from torch import nn
 from bench import trust
 from bench.checkpoint_load import safe_torch_load, sniff
 from bench.errors import UserError
+from detectors.sources import CheckpointSource, get_source
 
 StateDict = dict[str, torch.Tensor]
 Adapter = Callable[[StateDict], StateDict]
@@ -42,8 +43,11 @@ _SHOWN_KEYS = 5
 
 
 # -- reading -----------------------------------------------------------------------------------
-def read_state_dict(path: str | os.PathLike, trust_checkpoint: bool = False) -> StateDict:
-    """Read a checkpoint file into a flat ``{key: tensor}`` dict (``module.`` prefixes dropped)."""
+def read_state_dict(path: str | os.PathLike, trust_checkpoint: bool = False,
+                    container: Iterable[str] = ()) -> StateDict:
+    """Read a checkpoint file into a flat ``{key: tensor}`` dict (``module.`` prefixes dropped).
+    ``container`` names the wrapper keys a source nests its state dict under (outermost first);
+    they are followed where present, then the usual wrapper search takes over."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist; check the path")
@@ -56,6 +60,9 @@ def read_state_dict(path: str | os.PathLike, trust_checkpoint: bool = False) -> 
             raise UserError(f"checkpoint {str(path)!r} is not a readable safetensors file ({exc})") from exc
     else:
         obj = _torch_load(path, trust_checkpoint)
+    for key in container:
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
     state = unwrap_state_dict(obj, path)
     return {strip_module_prefix(k): v for k, v in state.items()}
 
@@ -177,26 +184,89 @@ def describe_architecture(model: nn.Module) -> str:
     return type(model).__name__
 
 
+def apply_source(sd: StateDict, source: CheckpointSource, model_keys: Container[str] = ()) -> StateDict:
+    """A source's file keys -> our module names: drop the keys its forward never reads (unless
+    the model has them, e.g. training-only buffers it keeps), and rename the first matching prefix."""
+    out = {}
+    for key, value in sd.items():
+        old, new = next(((o, n) for o, n in source.rename if key.startswith(o)), ("", ""))
+        ours = new + key[len(old):]
+        if key.startswith(source.drop) and ours not in model_keys:
+            continue
+        out[ours] = value
+    return out
+
+
 def load_into(model: nn.Module, path: str | os.PathLike, trust_checkpoint: bool = False, strict: bool = True,
-              adapters: Iterable[Adapter] = (), ignore: tuple[str, ...] = ()) -> nn.Module:
+              adapters: Iterable[Adapter] = (), ignore: tuple[str, ...] = (),
+              source: CheckpointSource | None = None) -> nn.Module:
     """Load the checkpoint at ``path`` into ``model`` (in place) and return the model.
 
-    ``strict=False`` loads every key whose name and shape fit and leaves the rest untouched.
+    ``source`` (detectors/sources.py) says how its publisher wrapped and named the weights.
+    ``strict=False`` loads every key whose name and shape fit, reports how many did and which
+    modules kept their initial values, and refuses when a whole component stays uninitialised.
     ``ignore`` lists key prefixes (of the model) that are neither required nor loaded.
     """
-    sd = read_state_dict(path, trust_checkpoint)
+    raw = read_state_dict(path, trust_checkpoint, source.container if source else ())
+    sd = apply_source(raw, source, model.state_dict()) if source else raw
     fitted, mismatch = fit_state_dict(sd, model, adapters)
     if ignore:
         fitted = {k: v for k, v in fitted.items() if not k.startswith(ignore)}
         mismatch = Mismatch(fitted, {k: v for k, v in model.state_dict().items() if not k.startswith(ignore)})
     if strict and mismatch.size:
-        raise UserError(f"checkpoint {str(path)!r} does not fit {describe_architecture(model)}: "
-                        f"{mismatch.describe()}; pick the detector/kwargs it was trained with")
+        from detectors.preset_match import strict_failure
+
+        raise UserError(strict_failure(model, str(path), raw, mismatch))
     expected = model.state_dict()
     usable = {k: v.to(expected[k].dtype) for k, v in fitted.items()
               if k in expected and v.shape == expected[k].shape}
     model.load_state_dict(usable, strict=False)
+    if not strict:
+        report_partial_load(model, set(usable), path, ignore)
     return model
+
+
+def report_partial_load(model: nn.Module, loaded: set[str], path: str | os.PathLike,
+                        ignore: tuple[str, ...] = ()) -> None:
+    """After a non-strict load: print the count of loaded tensors and the modules left at their
+    initial values; refuse when a whole component (see ``components``) got nothing."""
+    import sys
+
+    wanted = [k for k in model.state_dict() if not k.startswith(ignore) and not k.endswith("num_batches_tracked")]
+    untouched = untouched_modules(model, loaded, wanted)
+    name = describe_architecture(model)
+    empty = [c for c in components(model) if any(k.startswith(c + ".") for k in wanted)
+             and not any(k.startswith(c + ".") for k in loaded)]
+    count = f"loaded {len([k for k in wanted if k in loaded])} of {len(wanted)} tensors"
+    if empty:
+        raise UserError(f"checkpoint {str(path)!r} leaves {_listed(empty)} of {name} entirely at initial "
+                        f"values ({count}, strict=False); it is not a checkpoint of this architecture")
+    shown = f"; at initial values: {_listed(untouched)}" if untouched else ""
+    print(f"note: non-strict load of {str(path)!r} into {name}: {count}{shown}", file=sys.stderr)
+
+
+def untouched_modules(model: nn.Module, loaded: set[str], wanted: Iterable[str]) -> list[str]:
+    """Modules none of whose own tensors (of ``wanted``) were loaded."""
+    owners: dict[str, list[str]] = {}
+    for key in wanted:
+        owners.setdefault(key.rpartition(".")[0], []).append(key)
+    return [m for m, keys in owners.items() if not any(k in loaded for k in keys)]
+
+
+def components(model: nn.Module) -> list[str]:
+    """The detector's parts: its children that hold tensors, looking through a lone wrapper
+    (``XceptionDetector.net``) to that network's children."""
+    prefix, module = "", model
+    while True:
+        holders = [(n, c) for n, c in module.named_children() if any(True for _ in c.state_dict())]
+        if len(holders) != 1:
+            return [prefix + n for n, _ in holders]
+        prefix, module = f"{prefix}{holders[0][0]}.", holders[0][1]
+
+
+def _listed(names: list[str]) -> str:
+    more = f" (+{len(names) - _SHOWN_KEYS} more)" if len(names) > _SHOWN_KEYS else ""
+    return ", ".join(names[:_SHOWN_KEYS]) + more
 
 
 # -- trained detectors: safetensors + JSON sidecar ---------------------------------------------
@@ -260,15 +330,22 @@ def load_trained(path: str | os.PathLike, trust_checkpoint: bool = False, **over
 def build_detector(name: str, make: Callable[..., nn.Module], checkpoint: str | os.PathLike | None,
                    trust_checkpoint: bool, strict: bool, kwargs: dict[str, Any]) -> nn.Module:
     """What every family factory does: take architecture kwargs from a trained checkpoint's
-    sidecar when the caller gives none (explicit kwargs win), build, load, return in eval()."""
+    sidecar when the caller gives none (explicit kwargs win), build, load, return in eval().
+    ``source=`` (set by the source presets, detectors/sources.py) names the publisher whose file
+    format and scoring rule apply."""
+    kwargs = dict(kwargs)
+    source_name = kwargs.pop("source", None)
     if checkpoint:
         meta = read_sidecar(checkpoint)
         if meta is not None and meta.get("detector") == name:
             kwargs = {**meta.get("kwargs", {}), **kwargs}
+    source = get_source(name, source_name) if source_name else None
     model = make(**kwargs)
-    model.arch = {"name": name, "kwargs": dict(kwargs)}
+    model.arch = {"name": name, "kwargs": {**({"source": source_name} if source_name else {}), **kwargs}}
+    if source is not None:
+        model.p_fake_rule = source.p_fake
     if checkpoint:
-        load_into(model, checkpoint, trust_checkpoint=trust_checkpoint, strict=strict)
+        load_into(model, checkpoint, trust_checkpoint=trust_checkpoint, strict=strict, source=source)
     return model.eval()
 
 

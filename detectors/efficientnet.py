@@ -1,12 +1,15 @@
 """EfficientNet detectors: a timm EfficientNet (B4 by default) with a 2-way [real, fake] head.
 
-Variants: ``efficientnet_b4``, ``tf_efficientnet_b4``, ``tf_efficientnet_b7_ns`` (the official
-Artifact-Eraser "efficient" detector; in timm 1.0 that is ``tf_efficientnet_b7`` with the
-``.ns_jft_in1k`` weights) and ``deepfakebench_b4`` (DeepfakeBench's EfficientNet-B4 detector, whose
-checkpoints keep efficientnet_pytorch's key names and padding; see deepfakebench_efficientnet.py). ``channel_multiplier`` / ``depth_multiplier`` shrink the network for
-demo models through the same timm generator. Checkpoint layouts: ours (``net.*``), a bare timm
-EfficientNet with its ``classifier`` replaced by ``Linear(F, 2)`` (optionally under ``model.`` /
-``module.``), or a timm trunk plus a separate ``fc`` / ``last_linear`` / ``head`` / ``linear``.
+Families ``efficientnet_b4`` and ``efficientnet_b7``. Variants: ``efficientnet_b4``,
+``tf_efficientnet_b4``, ``tf_efficientnet_b7`` (= ``tf_efficientnet_b7_ns``, the Artifact-Eraser
+"efficient" detector; timm 1.0 keeps the Noisy-Student weights as the ``.ns_jft_in1k`` tag) and
+``deepfakebench_b4`` (DeepfakeBench's EfficientNet-B4 detector, whose checkpoints keep
+efficientnet_pytorch's key names and padding; see deepfakebench_efficientnet.py).
+``channel_multiplier`` / ``depth_multiplier`` shrink the network for demo models through the same
+timm generator. Published files load through their source presets (detectors/sources.py); other
+layouts: ours (``net.*``), a bare timm EfficientNet with its ``classifier`` replaced by
+``Linear(F, 2)`` (optionally under ``model.`` / ``module.``), or a timm trunk plus a separate
+``fc`` / ``last_linear`` / ``head`` / ``linear``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from bench.types import Detector
 from detectors._backbones import backbone_weights_file, build_efficientnet, efficientnet_arch
 from detectors.checkpoints import add_prefix, build_detector, chain, load_backbone_weights, rename_prefix
 from detectors.deepfakebench_efficientnet import build_deepfakebench_b4, deepfakebench_keys
+from detectors.sources import source_presets
 
 DEEPFAKEBENCH = "deepfakebench_b4"
 
@@ -66,9 +70,16 @@ class EfficientNetDetector(Detector):
         return adapters
 
 
-@register_detector("efficientnet_b4", presets={"tiny": TINY, "official-b7": {"variant": "tf_efficientnet_b7_ns"},
-                                              "deepfakebench": {"variant": DEEPFAKEBENCH}})
+@register_detector("efficientnet_b4", presets={"tiny": TINY, **source_presets("efficientnet_b4")})
 def efficientnet_b4(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
                     **kwargs) -> EfficientNetDetector:
-    """timm EfficientNet-B4 (or tf_ B4, B7-NS, DeepfakeBench's B4) with a 2-way head."""
+    """timm EfficientNet-B4 (or tf_ B4, DeepfakeBench's B4) with a 2-way head."""
     return build_detector("efficientnet_b4", EfficientNetDetector, checkpoint, trust_checkpoint, strict, kwargs)
+
+
+@register_detector("efficientnet_b7", presets=source_presets("efficientnet_b7"))
+def efficientnet_b7(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
+                    **kwargs) -> EfficientNetDetector:
+    """timm tf_efficientnet_b7 (Noisy Student) with a 2-way head: Artifact-Eraser's "efficient"."""
+    kwargs.setdefault("variant", "tf_efficientnet_b7")
+    return build_detector("efficientnet_b7", EfficientNetDetector, checkpoint, trust_checkpoint, strict, kwargs)

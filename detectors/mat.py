@@ -38,6 +38,7 @@ from bench.registry import register_detector
 from bench.types import Detector
 from detectors.checkpoints import build_detector, load_backbone_weights
 from detectors.mat_efficientnet import B4_DEPTH, B4_IMAGE_SIZE, B4_WIDTH, StaticPadEfficientNet
+from detectors.sources import source_presets
 
 MASK_SIZE, MASK_BORDER = 24, 2
 HALF = [0.5, 0.5, 0.5]
@@ -235,7 +236,8 @@ class MATDetector(Detector):
         return [self.net._bn1]  # the head conv's BN: 1792 ch at 1/32 scale
 
 
-@register_detector("mat", presets={"official": OFFICIAL, "artifact-eraser": ARTIFACT_ERASER, "tiny": TINY})
+@register_detector("mat", presets={"tiny": TINY, **source_presets("mat", {"official": OFFICIAL,
+                                                                         "artifact-eraser": ARTIFACT_ERASER})})
 def mat(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
         **kwargs) -> MATDetector:
     """Multi-attentional detector (Zhao et al. 2021), official layout; stateless."""

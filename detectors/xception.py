@@ -19,6 +19,7 @@ from bench.registry import register_detector
 from bench.types import Detector
 from detectors._backbones import XceptionNet, backbone_weights_file, cadene_pointwise_fix
 from detectors.checkpoints import add_prefix, build_detector, chain, load_backbone_weights, rename_prefix
+from detectors.sources import source_presets
 
 TINY = {"width": 0.125, "middle_blocks": 1, "input_size": 64}
 
@@ -52,7 +53,7 @@ class XceptionDetector(Detector):
         return xception_layout_adapters("net.")
 
 
-@register_detector("xception", presets={"tiny": TINY})
+@register_detector("xception", presets={"tiny": TINY, **source_presets("xception")})
 def xception(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
              **kwargs) -> XceptionDetector:
     """timm legacy_xception (Cadene layout) with a 2-way head."""

@@ -188,16 +188,17 @@ def test_faceforensics_xception_layout(tmp_path):
         assert torch.allclose(det(X), ref((X - 0.5) / 0.5), atol=1e-6)
 
 
-def test_recce_two_way_fc_becomes_single_logit(tmp_path):
+def test_recce_head_is_loaded_as_stored(tmp_path):
+    """A 2-way fc gives its own [real, fake] logits, a 1-way fc z gives [0, z]: no head rewriting."""
     torch.manual_seed(10)
-    det = create_detector("recce", preset="tiny")
-    sd = det.state_dict()
-    w, b = sd["fc.weight"][0], sd["fc.bias"][0]
-    w_real, b_real = torch.randn_like(w), torch.randn(())
-    sd["fc.weight"] = torch.stack([w_real, w_real + w])  # [real, fake] rows; fake - real = ours
-    sd["fc.bias"] = torch.stack([b_real, b_real + b])
-    torch.save({"model": {f"module.{k}": v for k, v in sd.items()}}, tmp_path / "recce_2way.pth")
-    loaded = create_detector("recce", preset="tiny", checkpoint=str(tmp_path / "recce_2way.pth"))
-    assert loaded.fc.weight.shape == (1, w.numel())
+    two = create_detector("recce", preset="tiny", num_classes=2).eval()
+    torch.save({"model": {f"module.{k}": v for k, v in two.state_dict().items()}}, tmp_path / "recce_2way.pth")
+    loaded = create_detector("recce", preset="tiny", num_classes=2, checkpoint=str(tmp_path / "recce_2way.pth"))
+    assert loaded.fc.weight.shape == (2, two.fc.in_features)
+    one = create_detector("recce", preset="tiny").eval()
     with torch.no_grad():
-        assert torch.allclose(loaded.p_fake(X), det.p_fake(X), atol=1e-6)
+        assert torch.equal(loaded(X), two(X)) and not torch.equal(loaded(X)[:, 0], torch.zeros(2))
+        assert torch.equal(one(X)[:, 0], torch.zeros(2))
+        assert torch.equal(one(X)[:, 1], one.fc(one.features(X))[:, 0])
+    with pytest.raises(UserError, match="fc.weight"):  # a 2-way file does not fit the 1-way model
+        create_detector("recce", preset="tiny", checkpoint=str(tmp_path / "recce_2way.pth"))

@@ -165,15 +165,15 @@ def test_full_size_xception_is_timm_legacy_xception():
 
 
 def test_full_size_mat_and_recce_forward():
-    for name, n_params in (("mat", 18_826_068), ("recce", 26_390_005)):
+    for name, n_params in (("mat", 18_826_068), ("recce", 23_781_509)):
         det = create_detector(name)
         assert _n_params(det) == n_params
         with torch.no_grad():
             assert det(batch()).shape == (2, 2)
 
 
-def test_official_b7_variant_uses_tf_padding_and_2560_features():
-    det = create_detector("efficientnet_b4", preset="official-b7")
+def test_efficientnet_b7_family_uses_tf_padding_and_2560_features():
+    det = create_detector("efficientnet_b7", preset="artifact-eraser")
     assert det.net.classifier.in_features == 2560  # official: timm tf_efficientnet_b7_ns + Linear(2560, 2)
     assert type(det.net.conv_stem).__name__ == "Conv2dSame"
     small_b7 = create_detector("efficientnet_b4", variant="tf_efficientnet_b7_ns", channel_multiplier=0.25,
