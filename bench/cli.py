@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions
 def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:  # plain `bench` runs the embedded default
         run(matrix=None, out=Path("results"), limit=None, device=None, fresh=False, quiet=False,
-            benchmark_md=None, distributed=None)
+            benchmark_md=None, distributed=None, allow_version_change=False)
 
 
 @app.command("list")
@@ -41,6 +41,8 @@ def list_registries() -> None:
             table.add_row(entry.name, entry.origin, ", ".join(sorted(entry.presets)), entry.help)
         for name, error in registry.broken.items():
             table.add_row(f"[red]{name}[/red]", "[red]failed to load[/red]", "", error)
+        for name in registry.conflicts:
+            table.add_row(f"[red]{name}[/red]", "[red]registered twice[/red]", "", registry.conflict_message(name))
         console.print(table) if sys.stdout.isatty() else _plain_table(kind, registry)
 
 
@@ -51,6 +53,8 @@ def _plain_table(kind, registry) -> None:
         print(f"{entry.name:<20} {entry.origin:<40} {entry.help}{presets}")
     for name, error in registry.broken.items():
         print(f"{name:<20} FAILED TO LOAD: {error}")
+    for name in registry.conflicts:
+        print(f"{name:<20} REGISTERED TWICE: {registry.conflict_message(name)}")
 
 
 @app.command()
@@ -63,20 +67,22 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     benchmark_md: Path | None = typer.Option(None, "--benchmark-md", help="BENCHMARK.md to update (default: the matrix's report.benchmark_section goes to ./BENCHMARK.md)"),
     distributed: bool | None = typer.Option(None, "--distributed/--no-distributed", help="split the shards over the ranks of a torchrun/srun launch (default: detect torchrun)"),
+    allow_version_change: bool = typer.Option(False, "--allow-version-change", help="resume even though an entry's or the package's version changed since the run started (recorded in the manifest)"),
 ) -> None:
-    """Run (or resume) a matrix: attack, score on every target, render tables and figures."""
+    """Run (or resume) a matrix: load -> prepare -> compute shards -> render tables and figures."""
     from bench.distributed import Ranks
 
     ranks = Ranks.start(distributed)
     try:
-        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks)
+        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, allow_version_change)
     finally:
         if ranks is not None:
             ranks.close()
 
 
-def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks) -> None:
+def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, allow_version_change=False) -> None:
     from bench.config import load_matrix
+    from bench.render import render_run
     from bench.runner import run_matrix
 
     started = time.time()
@@ -87,21 +93,28 @@ def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks) -> None:
         cfg = ranks.main_first(load_matrix, matrix, quiet=quiet)
     if cfg.report.get("placeholder") and (ranks is None or ranks.is_main):
         say(f"[yellow]{cfg.report['placeholder']}[/yellow]")
-    store = run_matrix(cfg, out_root=out, limit=limit, device=device, fresh=fresh, quiet=quiet, ranks=ranks)
+    store = run_matrix(cfg, out_root=out, limit=limit, device=device, fresh=fresh, quiet=quiet, ranks=ranks,
+                       allow_version_change=allow_version_change, render=False)
     if ranks is not None and not ranks.is_main:
         return
-    if cfg.explain:
-        from bench.explain_run import explain_run
-
-        explain_run(store, n=int(cfg.explain.get("n", 4)), attack=cfg.explain.get("attacks"), quiet=quiet)
-    section = cfg.report.get("benchmark_section")
-    if section:
-        from bench.report import render_benchmark_section, update_benchmark_md
-
-        target = benchmark_md or Path("BENCHMARK.md")
-        update_benchmark_md(target, section, render_benchmark_section(store, section, cfg.report.get("note", "")))
-        say(f"updated section '{section}' of {target}", quiet)
+    render_run(store, benchmark_md=benchmark_md or Path("BENCHMARK.md"), quiet=quiet)
     say(f"run folder: {store.root}  ({time.time() - started:.0f} s)", quiet)
+    print(store.root)
+
+
+@app.command("render")
+def render(
+    run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>"),
+    benchmark_md: Path | None = typer.Option(None, "--benchmark-md", help="also write the run's BENCHMARK.md section (report.benchmark_section) into this file"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Re-render a run's tables, figures and explain grids from its folder alone (no attack runs)."""
+    from bench.render import render_run
+    from bench.store import RunStore
+
+    store = RunStore.open(run_dir)
+    render_run(store, benchmark_md=benchmark_md, quiet=quiet)
+    say(f"rendered {store.tables_dir} and {store.figures_dir}", quiet)
     print(store.root)
 
 

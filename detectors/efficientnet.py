@@ -66,7 +66,7 @@ class EfficientNetDetector(Detector):
         return adapters
 
 
-@register_detector("efficientnet_b4", presets={"tiny": TINY, "official-b7": {"variant": "tf_efficientnet_b7_ns"},
+@register_detector("efficientnet_b4", version="1", accepts=(EfficientNetDetector,), presets={"tiny": TINY, "official-b7": {"variant": "tf_efficientnet_b7_ns"},
                                               "deepfakebench": {"variant": DEEPFAKEBENCH}})
 def efficientnet_b4(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
                     **kwargs) -> EfficientNetDetector:

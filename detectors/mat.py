@@ -184,7 +184,7 @@ class MATDetector(Detector):
         return [self.net.bn2]
 
 
-@register_detector("mat", presets={"tiny": TINY})
+@register_detector("mat", version="1", accepts=(MATDetector,), presets={"tiny": TINY})
 def mat(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
         **kwargs) -> MATDetector:
     """Multi-attentional detector (Zhao et al. 2021) on EfficientNet-B4; stateless."""

@@ -162,7 +162,7 @@ def two_way_fc_to_logit(sd: StateDict) -> StateDict:
     return out
 
 
-@register_detector("recce", presets={"tiny": TINY})
+@register_detector("recce", version="1", accepts=(RECCEDetector,), presets={"tiny": TINY})
 def recce(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
           **kwargs) -> RECCEDetector:
     """RECCE reconstruction-classification detector (Cao et al. 2022) on Xception; one logit."""
