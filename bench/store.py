@@ -25,7 +25,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
