@@ -78,8 +78,8 @@ def checkpoint_hashes(identity: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def dataset_fingerprint(dataset: Any, fakes: list[int], reals: list[int]) -> str:
-    """sha256 of the (index, id, label) list of the samples this run uses: an image added to or
-    removed from a folder dataset changes it."""
+    """sha256 of the (index, identity) list of the samples this run uses: an image added to or
+    removed from a folder dataset, or a video to a video dataset, changes it."""
     h = hashlib.sha256()
     for index in [*fakes, *reals]:
         h.update(f"{index}\0{sample_id(dataset, index)}\n".encode())
@@ -88,14 +88,14 @@ def dataset_fingerprint(dataset: Any, fakes: list[int], reals: list[int]) -> str
 
 
 def sample_id(dataset: Any, index: int) -> str:
-    """A sample's id without decoding its image when the dataset can say it cheaply."""
-    for attribute in ("sample_ids", "ids"):
-        ids = getattr(dataset, attribute, None)
-        if ids is not None:
-            return str(ids[index])
+    """A sample's identity without decoding its image when the dataset can say it cheaply:
+    its file path, else its video id and label, else (slow) the loaded sample's id."""
     paths = getattr(dataset, "paths", None)
     if paths is not None:
         return str(paths[index])
+    video_ids, labels = getattr(dataset, "video_ids", None), getattr(dataset, "labels", None)
+    if video_ids is not None and labels is not None:
+        return f"{video_ids[index]}\0{labels[index]}"
     return str(dataset[index].id)
 
 
