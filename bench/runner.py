@@ -313,7 +313,8 @@ def merge_records(store: RunStore) -> pd.DataFrame:
     clean = {t: frames(("clean", t)) for t in targets}
     out = []
     for source in sources:
-        for attack_label, trait in traits.items():
+        for attack_label in [a["label"] for a in identity["attacks"]]:  # the matrix's order (a list)
+            trait = traits[attack_label]
             adv_shards = [store.read_tensors(("adv", source, attack_label), k, shards[k]) for k in ks]
             info = _info_columns(adv_shards)
             qkey = ("quality", source, attack_label)

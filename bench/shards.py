@@ -34,9 +34,19 @@ def frame_checksum(frame: pd.DataFrame) -> str:
         if values.dtype.kind in "biufM":
             h.update(np.ascontiguousarray(values).tobytes())
         else:
-            items = [v.tolist() if isinstance(v, np.ndarray) else v for v in values]
+            items = [_plain(v) for v in values]
             h.update(json.dumps(items, default=str).encode())
     return h.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """A cell as JSON data; a missing value is null whether pandas holds it as None or NaN
+    (parquet reads an object column's NaN back as None)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value
 
 
 def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
@@ -60,6 +70,10 @@ def write_frame_file(path: Path, frame: pd.DataFrame, samples: list[int], writer
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = {**(table.schema.metadata or {}), _KEY.encode(): describe(samples, frame_checksum(frame), writer).encode()}
     pq.write_table(table.replace_schema_metadata(meta), path)
+    try:  # a value parquet stores differently from pandas would make the file fail every later read
+        read_frame_file(path)
+    except DamagedShard as exc:
+        raise RuntimeError(f"bug: {path} does not verify right after writing ({exc})") from None
 
 
 def read_frame_file(path: Path, samples: list[int] | None = None) -> pd.DataFrame:

@@ -284,3 +284,23 @@ def test_a_changed_dataset_or_checkpoint_stops_the_resume(tmp_path):
     assert not store.records_path.exists()
     manifest = json.loads((store.root / "manifest.json").read_text())
     assert manifest["checkpoints"]["detectors.cnn.checkpoint"]["sha256"] != ""
+
+
+def test_a_frame_shard_verifies_after_parquet_round_trip(tmp_path):
+    import numpy as np
+
+    from bench.shards import DamagedShard, read_frame_file, write_frame_file
+
+    frame = pd.DataFrame({"sample_index": [1, 3], "x": [0.123456789, np.nan], "mix": [np.nan, np.arange(3.0)],
+                          "who": ["a", None], "ok": [True, False]})
+    path = tmp_path / "s.parquet"
+    write_frame_file(path, frame, [1, 3], {"package": "0"})
+    assert read_frame_file(path, [1, 3])["who"].iloc[0] == "a"
+    with pytest.raises(DamagedShard, match="holds samples \\[1, 3\\], expected \\[1, 2\\]"):
+        read_frame_file(path, [1, 2])
+    data = path.read_bytes()
+    value = np.float64(0.123456789).tobytes()
+    assert value in data
+    path.write_bytes(data.replace(value, np.float64(0.123456788).tobytes()))  # bit rot in a value
+    with pytest.raises(DamagedShard, match="checksum mismatch"):
+        read_frame_file(path, [1, 3])
