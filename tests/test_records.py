@@ -304,3 +304,24 @@ def test_a_frame_shard_verifies_after_parquet_round_trip(tmp_path):
     path.write_bytes(data.replace(value, np.float64(0.123456788).tobytes()))  # bit rot in a value
     with pytest.raises(DamagedShard, match="checksum mismatch"):
         read_frame_file(path, [1, 3])
+
+
+def stand_in_hook(quiet: bool = False) -> str:
+    """Instead of building the demo world: where its models would be."""
+    return "/models/here"
+
+
+def test_load_is_pure_and_prepare_hooks_hand_values_to_the_parser(monkeypatch):
+    import os
+
+    from bench import prepare
+    from bench.config import load_matrix
+
+    monkeypatch.delenv("ARTIFACT_BENCH_DEMO_MODELS", raising=False)
+    loaded = load_matrix("demo", prepare=False)  # load: parsed and validated, no hook run
+    assert loaded.detectors[0].kwargs["checkpoint"] == "${ARTIFACT_BENCH_DEMO_MODELS}/efficientnet_b4.safetensors"
+    monkeypatch.setitem(prepare.HOOKS, "demo_world", prepare.Hook("test_records:stand_in_hook",
+                                                                  "ARTIFACT_BENCH_DEMO_MODELS"))
+    prepared = load_matrix("demo")
+    assert prepared.detectors[0].kwargs["checkpoint"] == "/models/here/efficientnet_b4.safetensors"
+    assert "ARTIFACT_BENCH_DEMO_MODELS" not in os.environ  # nothing passed through the environment
