@@ -49,6 +49,16 @@ def run_identity(cfg: MatrixConfig, limit: int | None) -> dict[str, Any]:
     return json.loads(json.dumps(identity, default=str))  # plain JSON data, as the manifest stores it
 
 
+def identity_key(identity: dict[str, Any]) -> dict[str, Any]:
+    """The form the run id hashes: components in label order, so that reordering detectors or
+    attacks in a matrix (which changes no number) resumes the same run."""
+    key = dict(identity)
+    for kind in ("detectors", "attacks"):
+        key[kind] = sorted(identity[kind], key=lambda spec: spec["label"])
+    key["sources"] = sorted(identity["sources"]) if identity.get("sources") else identity.get("sources")
+    return key
+
+
 def entry_versions(identity: dict[str, Any]) -> dict[str, str]:
     """'<kind>.<label>' -> '<registry name>@<version>' for every component of the run."""
     from bench.registry import ATTACKS, DATASETS, DETECTORS

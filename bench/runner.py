@@ -361,7 +361,7 @@ def open_run(cfg: MatrixConfig, built: Built, out_root: Path, limit: int | None,
              allow_version_change: bool = False) -> RunStore:
     """The run folder of ``cfg``: created with its manifest, or an existing one checked for a safe
     resume (versions, checkpoints, dataset) before any work, its render settings brought up to date."""
-    from bench.identity import attack_traits, fingerprints, run_identity
+    from bench.identity import attack_traits, fingerprints, identity_key, run_identity
     from bench.resume import check_resume
     from bench.store import git_commit, package_versions, run_id_of
 
@@ -369,7 +369,7 @@ def open_run(cfg: MatrixConfig, built: Built, out_root: Path, limit: int | None,
     current = fingerprints(identity, built.dataset, built.fakes, built.reals)
     config = {**cfg.resolved(), "limit": limit}
     manifest = {
-        "run_id": run_id_of(identity), "matrix": cfg.name, "identity": identity, "config": config,
+        "run_id": run_id_of(identity_key(identity)), "matrix": cfg.name, "identity": identity, "config": config,
         "fingerprints": current, "traits": attack_traits(built.attacks, identity),
         "samples": {"fakes": built.fakes, "reals": built.reals}, "seed": cfg.seed,
         "versions": package_versions(), "git_commit": git_commit(),

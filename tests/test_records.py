@@ -16,13 +16,16 @@ from bench.store import RunStore
 NOTE = "First note."
 
 
-def _write_matrix(path: Path, **changes) -> Path:
+def _write_matrix(path: Path, reverse: bool = False, **changes) -> Path:
     data = yaml.safe_load(TINY_MATRIX.read_text())
     data["report"] = {"benchmark_section": "tiny", "note": NOTE}
     data["attacks"]["pgd"]["eps"] = 0.02  # a second L∞ budget: its own leaderboard
     data["limit"] = 8
     data.update(changes)
-    path.write_text(yaml.safe_dump(data))
+    if reverse:  # the components in another order: no number changes
+        data["attacks"] = dict(reversed(list(data["attacks"].items())))
+        data["detectors"] = dict(reversed(list(data["detectors"].items())))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
@@ -53,7 +56,8 @@ def test_note_and_bootstrap_edit_rerenders_without_recomputing(finished, tmp_pat
     store, tmp = finished
     copy, out = _copy(finished, tmp_path)
     shards, records = _shard_times(copy.root), copy.records_path.stat().st_mtime_ns
-    matrix = _write_matrix(tmp_path / "tiny.yaml", report={"benchmark_section": "tiny", "note": "A new note."},
+    matrix = _write_matrix(tmp_path / "tiny.yaml", reverse=True,
+                           report={"benchmark_section": "tiny", "note": "A new note."},
                            metrics={"mode": "paper", "bootstrap": 50, "quality": ["tv", "esnle", "lpips", "ssim", "psnr"]})
     bench_md = tmp_path / "BENCHMARK.md"
     proc = run_cli("run", "--matrix", str(matrix), "--out", str(out), "--quiet", "--benchmark-md", str(bench_md))
