@@ -98,7 +98,7 @@ class EFAA(Attack):
         return {"norm": "linf", "eps": self.eps, "steps": self.steps}
 
 
-@register_attack("efaa", presets={
+@register_attack("efaa", version="1", accepts=(EFAA,), threat_model="linf", presets={
     "block": {"transform": "block", "mode": "frequency"},
     "global": {"transform": "global", "mode": "frequency"},
     "hybrid": {"transform": "block", "mode": "hybrid"},

@@ -322,7 +322,7 @@ def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return stack_kw, kwargs
 
 
-@register_attack("eraser", presets=PRESETS)
+@register_attack("eraser", version="1", accepts=(build_latent_stack, ArtifactEraser), threat_model="latent", presets=PRESETS)
 def eraser(**kwargs: Any) -> ArtifactEraser:
     """Artifact eraser: masked sign-gradient walk in StyleGAN2 W+ (arXiv 2404.08341)."""
     stack_kw, opts = _split(dict(kwargs))
@@ -330,7 +330,8 @@ def eraser(**kwargs: Any) -> ArtifactEraser:
     return ArtifactEraser(stack, **opts)
 
 
-@register_attack("inversion", presets={"paper": {"noise": "random", "amp": False}, "clean": {"noise": "const"}})
+@register_attack("inversion", version="1", accepts=(build_latent_stack, InversionOnly), threat_model="latent",
+                 presets={"paper": {"noise": "random", "amp": False}, "clean": {"noise": "const"}})
 def inversion(**kwargs: Any) -> InversionOnly:
     """Inversion-only control: G(E(x)) with zero latent steps."""
     stack_kw, opts = _split(dict(kwargs))

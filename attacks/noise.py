@@ -39,7 +39,7 @@ class UniformNoise(Attack):
         return {"norm": "linf", "eps": self.eps, "steps": 0}
 
 
-@register_attack("uniform_noise", presets=eps_presets())
+@register_attack("uniform_noise", version="1", threat_model="linf", presets=eps_presets())
 def uniform_noise(eps: float = 8 / 255, distribution: str = "sign") -> Attack:
     """Random L-inf noise control (random sign or uniform), seeded; never queries the detector."""
     if distribution not in DISTRIBUTIONS:

@@ -115,7 +115,7 @@ MIFGSM_PRESETS = _presets(
 )
 
 
-@register_attack("fgsm", presets=FGSM_PRESETS)
+@register_attack("fgsm", version="1", threat_model="linf", presets=FGSM_PRESETS)
 def fgsm(eps: float | None = 8 / 255, step: float | None = None, steps: int = 1,
          variant: str = "torchattacks") -> Attack:
     """FGSM (torchattacks); variant 'official' = iterative sign steps without projection."""
@@ -131,7 +131,7 @@ def fgsm(eps: float | None = 8 / 255, step: float | None = None, steps: int = 1,
     return TorchattacksAttack(lambda model: torchattacks.FGSM(model, eps=eps), eps=eps, steps=1)
 
 
-@register_attack("pgd", presets=PGD_PRESETS)
+@register_attack("pgd", version="1", threat_model="linf", presets=PGD_PRESETS)
 def pgd(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, random_start: bool = True,
         variant: str = "torchattacks") -> Attack:
     """PGD L-inf (torchattacks); variant 'official' = no random start, no range clip in the loop."""
@@ -145,7 +145,7 @@ def pgd(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, random_sta
         eps=eps, steps=steps, uses_rng=random_start)
 
 
-@register_attack("mifgsm", presets=MIFGSM_PRESETS)
+@register_attack("mifgsm", version="1", threat_model="linf", presets=MIFGSM_PRESETS)
 def mifgsm(eps: float | None = 8 / 255, step: float = 2 / 255, steps: int = 10, decay: float = 1.0,
            variant: str = "torchattacks") -> Attack:
     """MI-FGSM (torchattacks); variant 'official' = no L1 gradient normalisation, no projection."""

@@ -114,7 +114,7 @@ class SquareAttack(Attack):
         return {"norm": "linf", "eps": self.eps, "steps": self.search_iterations, "queries": self.queries}
 
 
-@register_attack("square", presets=eps_presets())
+@register_attack("square", version="1", threat_model="linf", presets=eps_presets())
 def square(eps: float = 8 / 255, queries: int = 5000, p_init: float = 0.8, loss: str = "margin") -> Attack:
     """Square Attack (torchattacks, L-inf): score-based black box, ``queries`` per sample."""
     if queries <= QUERIES_OUTSIDE_SEARCH:

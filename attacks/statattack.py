@@ -137,7 +137,7 @@ class StatisticalConsistencyAttack(Attack):
         return {"norm": "linf", "eps": self.eps, "steps": self.steps}
 
 
-@register_attack("statattack")
+@register_attack("statattack", version="1", accepts=(StatisticalConsistencyAttack,), threat_model="statistical")
 def statattack(**kwargs) -> StatisticalConsistencyAttack:
     """StatAttack: exposure, adaptive blur, noise matched to real features by MMD (official settings)."""
     if kwargs.get("blocks", 1) != 1:
@@ -145,7 +145,7 @@ def statattack(**kwargs) -> StatisticalConsistencyAttack:
     return StatisticalConsistencyAttack(blocks=1, **{k: v for k, v in kwargs.items() if k != "blocks"})
 
 
-@register_attack("mstatattack")
+@register_attack("mstatattack", version="1", accepts=(StatisticalConsistencyAttack,), threat_model="statistical")
 def mstatattack(blocks: int = 3, **kwargs) -> StatisticalConsistencyAttack:
     """MStatAttack (re-implementation): K stacked StatAttack blocks mixed by softmax weights."""
     return StatisticalConsistencyAttack(blocks=blocks, **kwargs)

@@ -32,7 +32,7 @@ def _check_input_diversity(name: str, resize_rate: float, diversity_prob: float)
         raise UserError(f"{name}: diversity_prob must be in [0, 1] (got {diversity_prob}).")
 
 
-@register_attack("difgsm", presets=step_presets())
+@register_attack("difgsm", version="1", threat_model="linf", presets=step_presets())
 def difgsm(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, decay: float = 0.0,
            resize_rate: float = 0.9, diversity_prob: float = 0.5, random_start: bool = False) -> Attack:
     """DI-FGSM (torchattacks): random resize-and-pad of the input at each step; decay>0 = M-DI-FGSM."""
@@ -44,7 +44,7 @@ def difgsm(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, decay: 
         eps=eps, steps=steps, uses_rng=True)
 
 
-@register_attack("tifgsm", presets=step_presets())
+@register_attack("tifgsm", version="1", threat_model="linf", presets=step_presets())
 def tifgsm(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, decay: float = 0.0,
            kernel_name: str = "gaussian", len_kernel: int = 15, nsig: float = 3,
            resize_rate: float = 0.9, diversity_prob: float = 0.5, random_start: bool = False) -> Attack:
@@ -62,7 +62,7 @@ def tifgsm(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, decay: 
         eps=eps, steps=steps, uses_rng=True)
 
 
-@register_attack("vmifgsm", presets=step_presets())
+@register_attack("vmifgsm", version="1", threat_model="linf", presets=step_presets())
 def vmifgsm(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, decay: float = 1.0,
             samples: int = 5, beta: float = 1.5) -> Attack:
     """VMI-FGSM (torchattacks): MI-FGSM with gradient-variance tuning over ``samples`` neighbours."""
@@ -74,7 +74,7 @@ def vmifgsm(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, decay:
         eps=eps, steps=steps, uses_rng=True)
 
 
-@register_attack("sinifgsm", presets=step_presets())
+@register_attack("sinifgsm", version="1", threat_model="linf", presets=step_presets())
 def sinifgsm(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, decay: float = 1.0,
              copies: int = 5) -> Attack:
     """SI-NI-FGSM (torchattacks): Nesterov look-ahead, gradient averaged over ``copies`` scalings."""

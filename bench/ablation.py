@@ -1,4 +1,5 @@
-"""Ablation views of latent attacks, read from records and the run's resolved config.
+"""Ablation views of latent attacks, read from records and the options stored in the run's
+manifest when it was computed (preset expanded then), never from today's presets.
 
 - ``ablation_levels``: white-box and transfer ASR per W+ level mask (S / M / D / full), the
   paper's Table 4. Rendered when a run holds latent attacks that differ in ``levels``.
@@ -21,16 +22,11 @@ QUALITY = [("q_lpips", "LPIPS"), ("q_tv_adv", "TV adv"), ("q_esnle_adv", "ESNLE 
            ("q_psnr", "PSNR")]
 
 
-def latent_options(config: dict) -> dict[str, dict]:
-    """attack label -> its resolved options (preset expanded), for the latent attacks of a run."""
-    from bench.registry import ATTACKS
-
-    options = {}
-    for spec in config.get("attacks", []):
-        if spec["name"] != "eraser":
-            continue
-        options[spec["label"]] = ATTACKS.resolve_kwargs(spec["name"], spec.get("kwargs", {}))
-    return options
+def latent_options(manifest: dict) -> dict[str, dict]:
+    """attack label -> its options as resolved when the run was computed, for the eraser
+    attacks of a run (``identity.attacks`` of the manifest)."""
+    return {spec["label"]: spec["options"] for spec in manifest.get("identity", {}).get("attacks", [])
+            if spec["name"] == "eraser"}
 
 
 def _asr(group: pd.DataFrame) -> float:
@@ -46,8 +42,8 @@ def _per_attack(records: pd.DataFrame, label: str) -> dict[str, float]:
     return {"white-box ASR": _asr(white), "transfer ASR": float(np.nanmean(cells)) if cells else float("nan")}
 
 
-def level_view(records: pd.DataFrame, config: dict) -> pd.DataFrame | None:
-    options = latent_options(config)
+def level_view(records: pd.DataFrame, manifest: dict) -> pd.DataFrame | None:
+    options = latent_options(manifest)
     levels = {label: str(opts.get("levels", "full")) for label, opts in options.items()}
     if len(set(levels.values())) < 2:
         return None
@@ -55,8 +51,8 @@ def level_view(records: pd.DataFrame, config: dict) -> pd.DataFrame | None:
     return pd.DataFrame(rows).set_index("attack")
 
 
-def step_view(records: pd.DataFrame, config: dict) -> pd.DataFrame | None:
-    options = latent_options(config)
+def step_view(records: pd.DataFrame, manifest: dict) -> pd.DataFrame | None:
+    options = latent_options(manifest)
     steps = {label: float(opts.get("step", float("nan"))) for label, opts in options.items()}
     if len(set(steps.values())) < 2:
         return None
@@ -104,9 +100,10 @@ def latent_change_figures(records: pd.DataFrame, folder: Path) -> list[Path]:
     return written
 
 
-def ablation_views(records: pd.DataFrame, config: dict) -> dict[str, pd.DataFrame]:
+def ablation_views(records: pd.DataFrame, manifest: dict) -> dict[str, pd.DataFrame]:
     views = {}
-    for name, view in (("ablation_levels", level_view(records, config)), ("ablation_step", step_view(records, config))):
+    for name, view in (("ablation_levels", level_view(records, manifest)),
+                       ("ablation_step", step_view(records, manifest))):
         if view is not None:
             views[name] = view
     return views

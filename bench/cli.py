@@ -24,7 +24,7 @@ def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:  # plain `bench` runs the embedded default
         run(matrix=None, out=Path("results"), limit=None, device=None, fresh=False, quiet=False,
             benchmark_md=None, distributed=None, threads=None, allow_compute_change=False,
-            trust_checkpoint=False, no_explain=False)
+            trust_checkpoint=False, no_explain=False, allow_version_change=False)
 
 
 @app.command("list")
@@ -44,6 +44,8 @@ def list_registries() -> None:
             table.add_row(entry.name, entry.origin, ", ".join(sorted(entry.presets)), entry.help)
         for name, error in registry.broken.items():
             table.add_row(f"[red]{name}[/red]", "[red]failed to load[/red]", "", error)
+        for name in registry.conflicts:
+            table.add_row(f"[red]{name}[/red]", "[red]registered twice[/red]", "", registry.conflict_message(name))
         console.print(table) if sys.stdout.isatty() else _plain_table(kind, registry)
     _print_checkpoint_sources()
 
@@ -64,6 +66,8 @@ def _plain_table(kind, registry) -> None:
         print(f"{entry.name:<20} {entry.origin:<40} {entry.help}{presets}")
     for name, error in registry.broken.items():
         print(f"{name:<20} FAILED TO LOAD: {error}")
+    for name in registry.conflicts:
+        print(f"{name:<20} REGISTERED TWICE: {registry.conflict_message(name)}")
 
 
 @app.command()
@@ -80,8 +84,9 @@ def run(
     allow_compute_change: bool = typer.Option(False, "--allow-compute-change", help="resume under other threads/device type/deterministic by recomputing the shards computed otherwise, instead of refusing"),
     trust_checkpoint: bool = trust_checkpoint_option(),
     no_explain: bool = typer.Option(False, "--no-explain", help="skip the matrix's explanation figures (`bench explain RUN` makes them later)"),
+    allow_version_change: bool = typer.Option(False, "--allow-version-change", help="resume even though an entry's or the package's version changed since the run started (recorded in the manifest)"),
 ) -> None:
-    """Run (or resume) a matrix: attack, score on every target, render tables and figures."""
+    """Run (or resume) a matrix: load -> prepare -> compute shards -> render tables and figures."""
     from bench.distributed import Ranks
     from bench.trust import allow_full_unpickle
 
@@ -89,15 +94,17 @@ def run(
 
     ranks = Ranks.start(distributed)
     try:
-        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads, allow_compute_change, no_explain)
+        _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads, allow_compute_change, no_explain,
+             allow_version_change)
     finally:
         if ranks is not None:
             ranks.close()
 
 
 def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads, allow_compute_change,
-         no_explain=False) -> None:
+         no_explain=False, allow_version_change=False) -> None:
     from bench.config import load_matrix
+    from bench.render import render_run
     from bench.runner import run_matrix
 
     started = time.time()
@@ -109,20 +116,31 @@ def _run(matrix, out, limit, device, fresh, quiet, benchmark_md, ranks, threads,
     if cfg.report.get("placeholder") and (ranks is None or ranks.is_main):
         say(f"[yellow]{cfg.report['placeholder']}[/yellow]")
     store = run_matrix(cfg, out_root=out, limit=limit, device=device, fresh=fresh, quiet=quiet, ranks=ranks,
-                       threads=threads, allow_compute_change=allow_compute_change)
+                       threads=threads, allow_compute_change=allow_compute_change,
+                       allow_version_change=allow_version_change, render=False)
     if ranks is not None and not ranks.is_main:
         return
-    from bench.publish import publish_section
+    from bench.publish import publish_target
 
-    publish_section(store, cfg, limit, benchmark_md, quiet)  # tables first: figures never hold them up
-    if cfg.explain and not no_explain:
-        from bench.explain_run import explain_after_run
-
-        explain_after_run(store, cfg.explain, quiet)
-    from bench.html_report import write_report
-
-    say(f"report: {write_report(store)}", quiet)
+    render_run(store, benchmark_md=publish_target(store, cfg, limit, benchmark_md, quiet), explain=not no_explain,
+               quiet=quiet)
     say(f"run folder: {store.root}  ({time.time() - started:.0f} s)", quiet)
+    print(store.root)
+
+
+@app.command("render")
+def render(
+    run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>/<run-id>"),
+    benchmark_md: Path | None = typer.Option(None, "--benchmark-md", help="also write the run's BENCHMARK.md section (report.benchmark_section) into this file"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Re-render a run's tables, figures and explain grids from its folder alone (no attack runs)."""
+    from bench.render import render_run
+    from bench.store import RunStore
+
+    store = RunStore.open(run_dir)
+    render_run(store, benchmark_md=benchmark_md, quiet=quiet)
+    say(f"rendered {store.tables_dir} and {store.figures_dir}", quiet)
     print(store.root)
 
 
@@ -164,7 +182,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
     from rich.table import Table
 
     from bench.dataset_stats import stored_summary
-    from bench.report import views
+    from bench.report import titles, views
     from bench.sample_counts import FOOTNOTE, cell_counts, limit_note, marked_matrix
     from bench.store import RunStore
 
@@ -173,20 +191,20 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
     for line in (stored_summary(store.root), limit_note(store.manifest)):
         if line:
             out.print(line, soft_wrap=True, highlight=False, markup=False)
-    tables = views(store)
+    tables, named = views(store), titles(store)
     for stem, frame in tables.items():
         if stem == "asr_all":
             continue
         if stem.startswith("asr_"):  # ASR cells resting on < 10 eligible samples carry the mark
             frame = marked_matrix(frame, cell_counts(tables["eligible"], stem[4:], frame), bold=False)
         frame = frame.reset_index()
-        table = Table(title=stem, title_justify="left")
+        table = Table(title=named.get(stem, stem), title_justify="left")
         for col in frame.columns:
             table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fi" else "left")
         for _, row in frame.iterrows():
             table.add_row(*[("n/a" if math.isnan(v) else f"{v:.1f}") if isinstance(v, float) else str(v) for v in row])
         out.print(table)
-    if (tables["leaderboard"]["few"] != "").any():
+    if any(stem.startswith("leaderboard") and (frame["few"] != "").any() for stem, frame in tables.items()):
         out.print(FOOTNOTE, soft_wrap=True, highlight=False, markup=False)
 
 

@@ -134,11 +134,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def expand_env(value: Any, where: str = "") -> Any:
-    """Expand ${VAR} / ${VAR:-default} in every string of a nested structure."""
+def expand_env(value: Any, where: str = "", values: dict[str, str] | None = None,
+               pending: tuple[str, ...] = ()) -> Any:
+    """Expand ${VAR} / ${VAR:-default} in every string of a nested structure: from ``values``
+    (what prepare hooks returned), then the environment. A ``pending`` variable (one a hook will
+    provide) is left as written, so a matrix can be checked before its hooks run."""
+    values = values or {}
     if isinstance(value, str):
         def sub(m: re.Match) -> str:
             var, default = m.group(1), m.group(2)
+            if var in values:
+                return values[var]
+            if var in pending:
+                return m.group(0)
             if var in os.environ:
                 return os.environ[var]
             if default is not None:
@@ -155,10 +163,10 @@ def expand_env(value: Any, where: str = "") -> Any:
             return typed if isinstance(typed, (int, float, bool)) else expanded
         return expanded
     if isinstance(value, dict):
-        return {(expand_env(k, where) if isinstance(k, str) else k): expand_env(v, f"{where}.{k}" if where else str(k))
-                for k, v in value.items()}
+        return {(expand_env(k, where, values, pending) if isinstance(k, str) else k):
+                expand_env(v, f"{where}.{k}" if where else str(k), values, pending) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [expand_env(v, f"{where}[{i}]", values, pending) for i, v in enumerate(value)]
     return value
 
 
@@ -186,14 +194,15 @@ def _components(raw: Any, path: Path, key: str, registry_key: str) -> list[Compo
     return specs
 
 
-def parse_matrix(data: dict[str, Any], path: Path) -> MatrixConfig:
+def parse_matrix(data: dict[str, Any], path: Path, values: dict[str, str] | None = None,
+                 pending: tuple[str, ...] = ()) -> MatrixConfig:
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise UserError(f"{path}: unknown key '{sorted(unknown)[0]}'; allowed: {', '.join(sorted(_TOP_KEYS))}")
     for key in ("dataset", "detectors", "attacks"):
         if key not in data:
             raise UserError(f"{path}: missing required key '{key}'")
-    data = expand_env(copy.deepcopy(data), "")
+    data = expand_env(copy.deepcopy(data), "", values, pending)
 
     ds = data["dataset"]
     if isinstance(ds, str):
@@ -262,31 +271,41 @@ def parse_matrix(data: dict[str, Any], path: Path) -> MatrixConfig:
 
 
 def validate_names(cfg: MatrixConfig) -> None:
-    """Check every registry name (with did-you-mean) before any work starts."""
-    from bench.option_check import check_dataset_options
-    from bench.registry import ATTACKS, DETECTORS, UnknownNameError
+    """Check every registry name and every option (name with did-you-mean, type) of the
+    dataset, detectors and attacks against their factories, before any work starts."""
+    from bench.options import check_options, resolve_options
+    from bench.registry import ATTACKS, DATASETS, DETECTORS, UnknownNameError
 
     try:
-        check_dataset_options(cfg.dataset.name, cfg.dataset.options, cfg.path)
+        check_options(DATASETS, cfg.dataset.name, cfg.dataset.options, f"{cfg.path}: dataset")
         for spec in cfg.detectors:
-            DETECTORS.get(spec.name)
+            resolve_options(DETECTORS, spec.name, spec.kwargs, f"{cfg.path}: detectors.{spec.label}",
+                            fill_defaults=False)
         for spec in cfg.attacks:
-            ATTACKS.resolve_kwargs(spec.name, spec.kwargs)
+            resolve_options(ATTACKS, spec.name, spec.kwargs, f"{cfg.path}: attacks.{spec.label}", fill_defaults=False)
     except UnknownNameError as exc:
         raise UserError(f"{cfg.path}: {exc}") from None
 
 
 def load_matrix(name_or_path: str | None, prepare: bool = True, quiet: bool = False) -> MatrixConfig:
-    """Read, prepare and validate a matrix. ``prepare`` hooks (e.g. building the offline demo
-    world) run first because they may define the ${VARS} the rest of the file uses."""
+    """The load and prepare stages of ``bench run``.
+
+    Load is pure: parse and validate every key, name and option, with the ${VARS} that prepare
+    hooks provide left unexpanded; nothing is trained and no environment variable is written.
+    Prepare (``prepare=True``) then runs the hooks (e.g. building the offline demo world) and
+    parses the matrix again with the values they return substituted."""
+    from bench.prepare import check_hooks, run_prepare_hooks
+
     path = resolve_matrix_path(name_or_path)
     data = read_yaml(path)
-    if prepare and data.get("prepare"):
-        from bench.prepare import run_prepare_hooks
-
-        _expect(isinstance(data["prepare"], list), path, "prepare", "a list of hook names", data["prepare"])
-        run_prepare_hooks(data["prepare"], path, quiet=quiet)
     from bench.matrix_checks import check_matrix
     from bench.trained_weights import use_trained_weights
 
-    return use_trained_weights(check_matrix(parse_matrix(data, path), data), quiet)
+    hooks = data.get("prepare") or []
+    pending = tuple(check_hooks(hooks, path))
+    cfg = check_matrix(parse_matrix(data, path, pending=pending), data)
+    validate_names(cfg)
+    if prepare and hooks:
+        cfg = check_matrix(parse_matrix(data, path, values=run_prepare_hooks(hooks, path, quiet=quiet)), data)
+        validate_names(cfg)
+    return use_trained_weights(cfg, quiet)

@@ -45,8 +45,7 @@ def models_folder() -> Path:
 
 
 def prepare_demo_world(quiet: bool = False) -> Path:
-    folder = models_folder()
-    os.environ[ENV] = str(folder)
+    folder = models_folder()  # returned to the prepare stage, which substitutes it for ${ENV}
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
     todo = [f for f in DETECTORS if not (folder / f"{f}.safetensors").is_file()]

@@ -135,6 +135,10 @@ class Ranks:
     def execute(self, run) -> bool:
         """Compute this rank's share of the pending shards of ``run`` (a ``bench.runner.MatrixRun``);
         on rank 0 then wait for every rank and write the merged records. True on rank 0."""
+        if run.store.records_ok():  # finished: nothing to compute or merge (a re-render)
+            return self.is_main
+        if self.is_main:  # damaged or foreign shards are removed before anyone plans
+            run.heal()
         # rank 0 lists what is left; no rank writes a shard before it has this list, so every
         # rank partitions the same list
         pending = self.broadcast([name for name, _ in run.plan(pending_only=True)])

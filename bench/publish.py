@@ -20,11 +20,10 @@ def is_partial(cfg: MatrixConfig, cli_limit: int | None) -> bool:
     return cli_limit is not None and cli_limit != cfg.limit
 
 
-def publish_section(store: RunStore, cfg: MatrixConfig, cli_limit: int | None, benchmark_md: Path | None,
-                    quiet: bool = False) -> Path | None:
-    """Write (or deliberately skip, with one line) the run's BENCHMARK.md section; the file written."""
-    from bench.report import render_benchmark_section, update_benchmark_md
-
+def publish_target(store: RunStore, cfg: MatrixConfig, cli_limit: int | None, benchmark_md: Path | None,
+                   quiet: bool = False) -> Path | None:
+    """The BENCHMARK.md the render stage writes the run's section into, or None (a run without a
+    section, or a --limit run that deliberately leaves the published one alone, with one line)."""
     section = cfg.report.get("benchmark_section")
     if not section:
         return None
@@ -32,7 +31,4 @@ def publish_section(store: RunStore, cfg: MatrixConfig, cli_limit: int | None, b
         say(f"BENCHMARK.md section '{section}' left unchanged: this is a --limit {cli_limit} run "
             f"(publish it on purpose with `bench export {store.root} --to BENCHMARK.md`)", quiet)
         return None
-    target = benchmark_md or Path("BENCHMARK.md")
-    update_benchmark_md(target, section, render_benchmark_section(store, section, cfg.report.get("note", "")))
-    say(f"updated section '{section}' of {target}", quiet)
-    return target
+    return benchmark_md or Path("BENCHMARK.md")

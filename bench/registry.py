@@ -25,6 +25,10 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
+class DuplicateNameError(UnknownNameError):
+    """Two entries (built-in or plugin) claim the same name; the message names both origins."""
+
+
 @dataclass
 class Entry:
     name: str
@@ -32,6 +36,13 @@ class Entry:
     origin: str  # "builtin:<module>" or "plugin:<distribution>"
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     help: str = ""
+    # bump when the entry's numbers change: a resume refuses to mix shards of two versions
+    version: str = "1"
+    # where a factory taking **kwargs passes them (classes or functions): their signatures are
+    # the options ``bench.options`` accepts and fills defaults from
+    accepts: tuple[Callable[..., Any], ...] = ()
+    # attacks: the leaderboard family (linf, latent, statistical); None = derived from the budget
+    threat_model: str | None = None
 
 
 class Registry:
@@ -43,20 +54,36 @@ class Registry:
         self.broken: dict[str, str] = {}  # module or plugin name -> one-line error
         self._loaded = False
         self._plugin_origin: str | None = None
+        self.conflicts: dict[str, list[str]] = {}  # name -> the origins that claim it
 
     # -- registration ------------------------------------------------------------------------
     def register(self, name: str | None = None, *, presets: dict[str, dict[str, Any]] | None = None,
-                 help: str = "") -> Callable:
-        """Decorator: ``@DETECTORS.register("xception")`` over a factory (class or function)."""
+                 help: str = "", version: str = "1", accepts: tuple[Callable[..., Any], ...] = (),
+                 threat_model: str | None = None) -> Callable:
+        """Decorator: ``@DETECTORS.register("xception", version="1")`` over a factory (class or
+        function). ``version``: bump it whenever the entry's numbers change."""
 
         def wrap(factory: Callable) -> Callable:
             key = name or factory.__name__
             origin = self._plugin_origin or f"builtin:{factory.__module__}"
             doc = help or (factory.__doc__ or "").strip().split("\n")[0]
-            self._entries[key] = Entry(key, factory, origin, dict(presets or {}), doc)
+            self._add(Entry(key, factory, origin, dict(presets or {}), doc, str(version), tuple(accepts),
+                            threat_model))
             return factory
 
         return wrap
+
+    def _add(self, entry: Entry) -> None:
+        """Register ``entry``; a second claim on a taken name (other than the same factory seen
+        again) is a conflict: the name is withdrawn and looking it up names both origins."""
+        known = self._entries.get(entry.name)
+        if entry.name in self.conflicts:
+            self.conflicts[entry.name].append(entry.origin)
+        elif known is not None and _qualname(known.factory) != _qualname(entry.factory):
+            self.conflicts[entry.name] = [known.origin, entry.origin]
+            del self._entries[entry.name]
+        else:
+            self._entries[entry.name] = entry
 
     # -- discovery ---------------------------------------------------------------------------
     def _load(self) -> None:
@@ -71,10 +98,12 @@ class Registry:
             try:
                 obj = ep.load()
                 # An entry point may name a factory directly, or a module whose import registers.
-                if callable(obj) and ep.name not in self._entries and not isinstance(obj, type(pkgutil)):
-                    self._entries[ep.name] = Entry(ep.name, obj, self._plugin_origin,
-                                                   dict(getattr(obj, "presets", {}) or {}),
-                                                   (obj.__doc__ or "").strip().split("\n")[0])
+                registered = ep.name in self._entries and self._entries[ep.name].factory is obj
+                if callable(obj) and not registered and not isinstance(obj, type(pkgutil)):
+                    self._add(Entry(ep.name, obj, self._plugin_origin, dict(getattr(obj, "presets", {}) or {}),
+                                    (obj.__doc__ or "").strip().split("\n")[0],
+                                    str(getattr(obj, "version", "1")), tuple(getattr(obj, "accepts", ()) or ()),
+                                    getattr(obj, "threat_model", None)))
             except Exception as exc:  # a broken plugin must not break the others
                 self.broken[f"{ep.name} ({dist})"] = _one_line(exc)
             finally:
@@ -90,6 +119,8 @@ class Registry:
 
     def get(self, name: str) -> Entry:
         self._load()
+        if name in self.conflicts:
+            raise DuplicateNameError(self.conflict_message(name))
         if name not in self._entries:
             raise UnknownNameError(self.unknown_message(name))
         return self._entries[name]
@@ -104,6 +135,10 @@ class Registry:
         known = ", ".join(sorted(self._entries)) or "none"
         broken = f" (failed to load: {'; '.join(f'{k}: {v}' for k, v in self.broken.items())})" if self.broken else ""
         return f"unknown {self.kind[:-1]} {name!r}.{hint} Known: {known}{broken}."
+
+    def conflict_message(self, name: str) -> str:
+        return (f"{self.kind[:-1]} name {name!r} is registered twice: by {' and by '.join(self.conflicts[name])}; "
+                "uninstall or rename one of them")
 
     def resolve_kwargs(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Expand ``preset=`` into the entry's preset dict; explicit kwargs override it."""
@@ -122,6 +157,10 @@ class Registry:
     def create(self, name: str, **kwargs: Any) -> Any:
         entry = self.get(name)
         return entry.factory(**self.resolve_kwargs(name, kwargs))
+
+
+def _qualname(factory: Callable) -> str:
+    return f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', repr(factory))}"
 
 
 def _one_line(exc: BaseException) -> str:

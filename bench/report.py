@@ -38,8 +38,36 @@ def asr_matrix(long: pd.DataFrame, attack: str) -> pd.DataFrame:
     return matrix
 
 
+def leaderboards(long: pd.DataFrame, records: pd.DataFrame, traits: dict[str, dict]) -> dict[str, tuple[str, pd.DataFrame]]:
+    """One leaderboard per threat model: stem -> (title with its budget, board). L∞ attacks are
+    ranked only against attacks of the same ε; latent walks and unbounded (statistical) attacks
+    each among themselves. Attacks without stored traits (older runs) form an 'other' board."""
+    groups: dict[str, list[str]] = {}
+    titles: dict[str, str] = {}
+    for attack in dict.fromkeys(long["attack"]):
+        trait = traits.get(attack, {})
+        family = trait.get("threat_model", "other")
+        stem, title = _family_stem(family, trait.get("budget", {}))
+        groups.setdefault(stem, []).append(attack)
+        titles[stem] = title
+    return {stem: (titles[stem], leaderboard(long[long["attack"].isin(attacks)], records))
+            for stem, attacks in groups.items()}
+
+
+def _family_stem(family: str, budget: dict) -> tuple[str, str]:
+    if family == "linf" and budget.get("eps") not in (None, "None"):
+        eps = float(budget["eps"])
+        return f"leaderboard_linf_{eps:.4g}", f"Leaderboard, L∞ ε = {eps:.4g} ({eps * 255:.3g}/255)"
+    if family == "latent":
+        return "leaderboard_latent", "Leaderboard, latent sign-step in W+ (budget: step × steps, per row)"
+    if family in ("statistical", "linf"):  # an L∞ attack without a bound is unbounded
+        return "leaderboard_statistical", "Leaderboard, unbounded / statistical (no norm bound; budget per row)"
+    return f"leaderboard_{safe_part(family)}", f"Leaderboard, {family}"
+
+
 def leaderboard(long: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
-    """Per attack: white-box ASR (diagonal) and mean transfer ASR (off-diagonal), with budget."""
+    """Per attack: white-box ASR (diagonal) and mean transfer ASR (off-diagonal), with budget.
+    Rank only attacks of one threat model (``leaderboards``)."""
     rows = []
     for attack, sub in long.groupby("attack", sort=False):
         diag = sub[sub["source"] == sub["target"]]["asr"]
@@ -183,36 +211,61 @@ def views(store: RunStore) -> dict[str, pd.DataFrame]:
     """Every table of a run, by stem name; the single place tables are derived from records.
     Remembered while the records file is unchanged: `bench run` writes tables/ and its
     BENCHMARK.md section from the same views, and the bootstrap intervals take seconds."""
+    return dict(_cached(store)[0])
+
+
+def titles(store: RunStore) -> dict[str, str]:
+    """stem -> the table's title (a leaderboard's names its threat model and budget)."""
+    frames, named = _cached(store)
+    return {stem: named.get(stem, stem.replace("_", " ")) for stem in frames}
+
+
+def _cached(store: RunStore) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     if not store.records_path.is_file():
         store.records()  # raises the clear "no records yet" error
     stat = store.records_path.stat()
-    return dict(_views(store.root.resolve(), stat.st_mtime_ns, stat.st_size))
+    manifest_stat = (store.root / "manifest.json").stat()
+    return _views(store.root.resolve(), stat.st_mtime_ns, stat.st_size, manifest_stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=4)
-def _views(root: Path, mtime_ns: int, size: int) -> dict[str, pd.DataFrame]:
+def _views(root: Path, mtime_ns: int, size: int, manifest_mtime_ns: int) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """All views from the run folder alone: records plus the manifest (render settings such as
+    the bootstrap count, and the resolved options and traits stored when the run was computed)."""
     store = RunStore(root)
     records = store.records()
-    n_boot = int(store.manifest.get("config", {}).get("metrics", {}).get("bootstrap", 1000))
+    manifest = store.manifest
+    config = manifest.get("config", {})
+    n_boot = int(config.get("metrics", {}).get("bootstrap", 1000))
     long = asr_long(records, n_boot=n_boot)
-    out = {"asr_all": long.set_index(["source", "attack", "target"]), "leaderboard": leaderboard(long, records),
-           "eligible": eligible_table(long)}
+    out: dict[str, pd.DataFrame] = {"asr_all": long.set_index(["source", "attack", "target"])}
+    named: dict[str, str] = {}
+    for stem, (title, board) in leaderboards(long, records, manifest.get("traits", {})).items():
+        out[stem], named[stem] = board, title
+    out["eligible"] = eligible_table(long)
+    named["eligible"] = "Eligible samples per cell"
     for attack in dict.fromkeys(long["attack"]):
         out[f"asr_{safe_part(attack)}"] = asr_matrix(long, attack)
+        named[f"asr_{safe_part(attack)}"] = f"Transfer ASR (%): {attack}"
     from bench.ablation import ablation_views
     from bench.metrics.quality_table import quality_views
 
-    config = store.manifest.get("config", {})
     out.update(quality_views(records, config, n_boot=n_boot))
-    out.update(ablation_views(records, config))
-    return out
+    out.update(ablation_views(records, manifest))
+    return out, named
 
 
-def render_run(store: RunStore, quiet: bool = False) -> dict[str, pd.DataFrame]:
+def is_leaderboard(stem: str) -> bool:
+    return stem.startswith("leaderboard")
+
+
+def render_tables(store: RunStore, quiet: bool = False) -> dict[str, pd.DataFrame]:
+    """tables/ (csv, tex, md) and figures/ (heatmaps, latent change) from the run folder."""
     tables = views(store)
     note = limit_note(store.manifest)
+    named = titles(store)
     for stem, frame in tables.items():
-        write_table(frame, store.tables_dir, stem, caption=stem.replace("_", " "), note=note)
+        write_table(frame, store.tables_dir, stem, caption=named[stem], note=note)
         if stem.startswith("asr_") and stem != "asr_all":
             heatmap(frame, f"transfer ASR: {stem[4:]}", store.figures_dir / f"{stem}.png")
     from bench.ablation import latent_change_figures
@@ -224,15 +277,16 @@ def render_run(store: RunStore, quiet: bool = False) -> dict[str, pd.DataFrame]:
 def export(store: RunStore, fmt: str) -> str:
     """One document with every table of the run in the given format."""
     tables = views(store)
+    named = titles(store)
     manifest = store.manifest
     chunks = []
     for stem, frame in tables.items():
         if fmt == "md":
-            chunks.append(f"### {stem}\n\n{to_markdown(frame, _digits(stem), bolds_best(stem))}")
+            chunks.append(f"### {named[stem]}\n\n{to_markdown(frame, _digits(stem), bolds_best(stem))}")
         elif fmt == "latex":
-            chunks.append(f"% {stem}\n{to_latex(frame, stem.replace('_', ' '), _digits(stem), bolds_best(stem))}")
+            chunks.append(f"% {stem}\n{to_latex(frame, named[stem], _digits(stem), bolds_best(stem))}")
         else:
-            chunks.append(f"# {stem}\n{frame.to_csv(float_format='%.4f')}")
+            chunks.append(f"# {named[stem]} ({stem})\n{frame.to_csv(float_format='%.4f')}")
     note = limit_note(manifest)
     head = {"md": f"Run `{manifest['run_id']}` of matrix `{manifest['matrix']}`. {note}\n\n",
             "latex": f"% run {manifest['run_id']} of matrix {manifest['matrix']}\n", "csv": ""}[fmt]
@@ -242,6 +296,7 @@ def export(store: RunStore, fmt: str) -> str:
 def render_benchmark_section(store: RunStore, section: str, note: str = "") -> str:
     """The Markdown block that BENCHMARK.md holds for one run (between section markers)."""
     tables = views(store)
+    named = titles(store)
     manifest = store.manifest
     lines = [f"## {section}", ""]
     if note:
@@ -250,8 +305,11 @@ def render_benchmark_section(store: RunStore, section: str, note: str = "") -> s
         lines += [f"**{limit_note(manifest)}**", ""]
     lines += [f"Matrix `{manifest['matrix']}`, run `{manifest['run_id']}`, commit `{manifest['git_commit'][:12]}`, "
               f"torch {manifest['versions'].get('torch')}. Rendered by `bench export` from stored records; "
-              "do not edit by hand.", "", "### Leaderboard", "", to_markdown(tables["leaderboard"]).rstrip(), ""]
-    if (tables["leaderboard"]["few"] != "").any():
+              "do not edit by hand.", ""]
+    for stem, frame in tables.items():  # one leaderboard per threat model, its budget in the title
+        if is_leaderboard(stem):
+            lines += [f"### {named[stem]}", "", to_markdown(frame).rstrip(), ""]
+    if any(is_leaderboard(stem) and (frame["few"] != "").any() for stem, frame in tables.items()):
         lines += [FOOTNOTE, ""]
     for stem, frame in tables.items():
         if stem.startswith("asr_") and stem != "asr_all":

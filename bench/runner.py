@@ -6,12 +6,18 @@ once per target. Every unit of work is a shard of ``shard_size`` fake samples wr
 by ``RunStore``; a shard that exists is never recomputed, so a killed run resumes where it stopped.
 Per-shard random seeds derive from (seed, source, attack, shard index), never from the order of
 work, so a resumed run gives the same numbers as an uninterrupted one.
+
+This is the compute stage of ``bench run`` (load -> prepare -> compute -> render): it ends with
+the merged records and the manifest; everything shown is rendered from those by ``bench.render``.
+Before any work an existing run folder is checked (``bench.resume``) and its shards verified: a
+damaged or foreign shard is recomputed with one warning line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +36,8 @@ from bench.held_warnings import release_warnings
 from bench.progress import progress_bar
 from bench.registry import create_attack, create_dataset, create_detector
 from bench.run_lock import run_folder_lock
-from bench.store import RunStore, run_root_of
-from bench.types import FAKE, REAL, Attack, Detector
+from bench.store import RunStore
+from bench.types import FAKE, REAL, Attack, Detector, validate_records
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -126,6 +132,27 @@ class MatrixRun:
         self.shards = [built.fakes[i:i + size] for i in range(0, len(built.fakes), size)]
         self.computed: list[tuple[str, ...]] = []  # shard keys computed by this process (for tests)
         self._quality = None
+        self.versions = store.manifest.get("fingerprints", {}).get("entries", {})
+        self.package = store.manifest.get("fingerprints", {}).get("package", "")
+
+    def writer(self, *components: str) -> dict[str, str]:
+        """The versions a shard records: the package and the entries that made its numbers."""
+        return {"package": self.package, **{c: self.versions.get(c, "") for c in components}}
+
+    def heal(self) -> list[str]:
+        """Verify every existing shard against the samples it must hold; remove damaged or
+        foreign ones (one warning line each) so that the plan recomputes them."""
+        discarded = []
+        for k, samples in enumerate(self.shards):
+            keys = [(("clean", t), "parquet") for t in self.built.detectors]
+            for source in [s.label for s in self.cfg.source_specs]:
+                for attack in self.built.attacks:
+                    keys += [(("adv", source, attack), "safetensors"), (("quality", source, attack), "parquet")]
+                    keys += [(("score", source, attack, t), "parquet") for t in self.built.detectors]
+            for key, ext in keys:
+                if self.store.discard_if_damaged(key, k, ext, samples):
+                    discarded.append("/".join(key) + f"/{k}")
+        return discarded
 
     # -- helpers ---------------------------------------------------------------------------------
     def images(self, indices: list[int]) -> tuple[torch.Tensor, list]:
@@ -195,7 +222,7 @@ class MatrixRun:
             "label": [int(s.label) for s in samples],
             "p_fake": self.p_fake(self.built.detectors[target], x),
         })
-        self.store.write_frame(key, k, frame)
+        self.store.write_frame(key, k, frame, self.shards[k], self.writer(f"detectors.{target}"))
         self.computed.append((*key, str(k)))
 
     def attack_shard(self, source: str, attack_label: str, k: int) -> None:
@@ -218,7 +245,8 @@ class MatrixRun:
                                   "p_fake_adv": self.p_fake(det, dequantize(tensors["adv"]))})
             if "inversion" in tensors:
                 frame["p_fake_inversion_image"] = self.p_fake(det, dequantize(tensors["inversion"]))
-            self.store.write_frame(skey, k, frame)
+            self.store.write_frame(skey, k, frame, self.shards[k],
+                                   self.writer(f"detectors.{source}", f"attacks.{attack_label}", f"detectors.{target}"))
             self.computed.append((*skey, str(k)))
 
     def generate(self, source: str, attack_label: str, k: int) -> None:
@@ -246,7 +274,8 @@ class MatrixRun:
             tensors["inversion"] = torch.cat(inversion)
         tensors.update({f"info.{name}": torch.cat(parts) for name, parts in info.items()
                         if sum(len(p) for p in parts) == len(x)})
-        self.store.write_tensors(("adv", source, attack_label), k, tensors)
+        self.store.write_tensors(("adv", source, attack_label), k, tensors, self.shards[k],
+                                 self.writer(f"detectors.{source}", f"attacks.{attack_label}"))
         self.computed.append(("adv", source, attack_label, str(k)))
 
     def measure(self, source: str, attack_label: str, k: int, tensors: dict[str, torch.Tensor]) -> None:
@@ -255,10 +284,16 @@ class MatrixRun:
         inversion = dequantize(tensors["inversion"]) if "inversion" in tensors else None
         columns = self.quality.measure(x, adv, inversion, self.built.attacks[attack_label])
         frame = pd.DataFrame({"sample_index": self.shards[k], **columns})
-        self.store.write_frame(("quality", source, attack_label), k, frame)
+        self.store.write_frame(("quality", source, attack_label), k, frame, self.shards[k],
+                               self.writer(f"attacks.{attack_label}"))
         self.computed.append(("quality", source, attack_label, str(k)))
 
     def execute(self) -> None:
+        """Compute what is missing and merge; a run whose records are complete and intact
+        (a rerun to re-render) touches no shard."""
+        if self.store.records_ok():
+            return
+        self.heal()
         self.work(self.plan())
         self.store.write_records(self.merge())
 
@@ -272,49 +307,69 @@ class MatrixRun:
 
     # -- merge -----------------------------------------------------------------------------------
     def merge(self) -> pd.DataFrame:
-        from bench.metrics.asr import success_flags
+        return merge_records(self.store, lambda indices: self.images(indices)[0])
 
-        ks = range(len(self.shards))
-        clean = {t: pd.concat([self.store.read_frame(("clean", t), k) for k in ks]) for t in self.built.detectors}
-        frames = []
-        for source in [s.label for s in self.cfg.source_specs]:
-            for attack_label, attack in self.built.attacks.items():
-                adv_shards = [self.store.read_tensors(("adv", source, attack_label), k) for k in ks]
-                info = _info_columns(adv_shards)
-                qkey = ("quality", source, attack_label)
-                quality = (pd.concat([self.store.read_frame(qkey, k) for k in ks])
-                           if self.store.has(qkey, 0, "parquet") else None)
-                for target in self.built.detectors:
-                    score = pd.concat([self.store.read_frame(("score", source, attack_label, target), k) for k in ks])
-                    frame = clean[target].rename(columns={"p_fake": "p_fake_clean"}).merge(score, on="sample_index")
-                    uses_inversion = attack.is_latent and getattr(attack, "inversion_condition", True)
-                    frame["p_fake_inversion"] = (frame["p_fake_inversion_image"] if uses_inversion
-                                                 else frame["p_fake_clean"])
-                    frame = frame.drop(columns=[c for c in ["p_fake_inversion_image"] if c in frame])
-                    if uses_inversion and target == source and "info_p_fake_inversion_check" in info:
-                        # the eraser graded the official re-inversion itself (inversion_check="paper")
-                        check = info.set_index("sample_index")["info_p_fake_inversion_check"]
-                        frame["p_fake_inversion"] = frame["sample_index"].map(check).to_numpy(dtype=np.float64)
-                    eligible, inv_fake, success = success_flags(frame["p_fake_clean"], frame["p_fake_inversion"],
-                                                                frame["p_fake_adv"])
-                    frame["eligible"], frame["inversion_fake"], frame["success"] = eligible, inv_fake, success
-                    frame.insert(0, "target", target)
-                    frame.insert(0, "attack_kind", "latent" if attack.is_latent else "pixel")
-                    frame.insert(0, "attack", attack_label)
-                    frame.insert(0, "source", source)
-                    frame.insert(0, "run_id", self.store.run_id)
-                    if quality is not None:
-                        frame = frame.merge(quality, on="sample_index", how="left")
-                        if target == source and self.cfg.metrics.mode == "paper" and "q_esnle_orig" in quality:
-                            from bench.metrics.file_esnle import file_esnle_columns, stored_images
 
-                            per_file = file_esnle_columns(frame, lambda i: self.images(i)[0], stored_images(adv_shards))
-                            frame = frame.merge(per_file, on="sample_index", how="left")
-                    frame = frame.merge(info, on="sample_index", how="left")
-                    for key, value in attack.budget().items():
-                        frame[f"budget_{key}"] = str(value)
-                    frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+def merge_records(store: RunStore, originals: Callable[[list[int]], torch.Tensor] | None = None) -> pd.DataFrame:
+    """The records of a run from its folder alone: the manifest says which shards exist, which
+    samples each holds and how each attack is graded (``traits``); the shards hold the numbers.
+    ``originals`` (sample indices -> clean images; the compute stage has the dataset) adds the
+    paper-mode per-file ESNLE columns, which need the clean frames side by side."""
+    from bench.metrics.asr import success_flags
+
+    manifest = store.manifest
+    identity, traits = manifest["identity"], manifest["traits"]
+    fakes, size = manifest["samples"]["fakes"], identity["shard_size"]
+    shards = [fakes[i:i + size] for i in range(0, len(fakes), size)]
+    ks = range(len(shards))
+    targets = [d["label"] for d in identity["detectors"]]
+    sources = [t for t in targets if t in (identity.get("sources") or targets)]
+
+    def frames(key):
+        return pd.concat([store.read_frame(key, k, shards[k]) for k in ks])
+
+    clean = {t: frames(("clean", t)) for t in targets}
+    out = []
+    for source in sources:
+        for attack_label in [a["label"] for a in identity["attacks"]]:  # the matrix's order (a list)
+            trait = traits[attack_label]
+            adv_shards = [store.read_tensors(("adv", source, attack_label), k, shards[k]) for k in ks]
+            info = _info_columns(adv_shards)
+            qkey = ("quality", source, attack_label)
+            quality = frames(qkey) if store.has(qkey, 0, "parquet") else None
+            for target in targets:
+                score = frames(("score", source, attack_label, target))
+                frame = clean[target].rename(columns={"p_fake": "p_fake_clean"}).merge(score, on="sample_index")
+                frame["p_fake_inversion"] = (frame["p_fake_inversion_image"] if trait["inversion_condition"]
+                                             else frame["p_fake_clean"])
+                frame = frame.drop(columns=[c for c in ["p_fake_inversion_image"] if c in frame])
+                if trait["inversion_condition"] and target == source and "info_p_fake_inversion_check" in info:
+                    # the eraser graded the official re-inversion itself (inversion_check="paper")
+                    check = info.set_index("sample_index")["info_p_fake_inversion_check"]
+                    frame["p_fake_inversion"] = frame["sample_index"].map(check).to_numpy(dtype=np.float64)
+                eligible, inv_fake, success = success_flags(frame["p_fake_clean"], frame["p_fake_inversion"],
+                                                            frame["p_fake_adv"])
+                frame["eligible"], frame["inversion_fake"], frame["success"] = eligible, inv_fake, success
+                frame.insert(0, "target", target)
+                frame.insert(0, "attack_kind", trait["kind"])
+                frame.insert(0, "attack", attack_label)
+                frame.insert(0, "source", source)
+                frame.insert(0, "run_id", store.run_id)
+                if quality is not None:
+                    frame = frame.merge(quality, on="sample_index", how="left")
+                    paper = identity["metrics"]["mode"] == "paper"
+                    if originals is not None and target == source and paper and "q_esnle_orig" in quality:
+                        from bench.metrics.file_esnle import file_esnle_columns, stored_images
+
+                        per_file = file_esnle_columns(frame, originals, stored_images(adv_shards))
+                        frame = frame.merge(per_file, on="sample_index", how="left")
+                frame = frame.merge(info, on="sample_index", how="left")
+                for key, value in trait["budget"].items():
+                    frame[f"budget_{key}"] = str(value)
+                out.append(frame)
+    records = pd.concat(out, ignore_index=True)
+    validate_records(records, f"{store.root} (merged records)")
+    return records
 
 
 def _info_columns(shards: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
@@ -330,20 +385,54 @@ def _info_columns(shards: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def open_run(cfg: MatrixConfig, built: Built, out_root: Path, limit: int | None, fresh: bool = False,
+             allow_version_change: bool = False) -> RunStore:
+    """The run folder of ``cfg``: created with its manifest, or an existing one checked for a safe
+    resume (versions, checkpoints, dataset) before any work, its render settings brought up to date."""
+    from bench.identity import attack_traits, fingerprints, identity_key, run_identity
+    from bench.resume import check_resume
+    from bench.store import git_commit, package_versions, run_id_of
+
+    identity = run_identity(cfg, limit)
+    current = fingerprints(identity, built.dataset, built.fakes, built.reals)
+    config = {**cfg.resolved(), "limit": limit}
+    manifest = {
+        "run_id": run_id_of(identity_key(identity)), "matrix": cfg.name, "identity": identity, "config": config,
+        "fingerprints": current, "traits": attack_traits(built.attacks, identity),
+        "samples": {"fakes": built.fakes, "reals": built.reals}, "seed": cfg.seed,
+        "versions": package_versions(), "git_commit": git_commit(),
+        "checkpoints": current["checkpoints"],  # option path -> {path, sha256}
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch_device_count": torch.cuda.device_count(),
+        "version_changes": [],
+    }
+    store = RunStore.create(Path(out_root), manifest, fresh=fresh)
+    if not store.created_now:
+        stored = store.manifest  # an unreadable one stops here, before any work
+        changes = check_resume(stored, current, allow_version_change)
+        update: dict[str, Any] = {"config": config}  # render settings (note, explain, bootstrap) as now
+        if changes:
+            update["version_changes"] = [*stored.get("version_changes", []), *changes]
+            update["fingerprints"] = {**stored.get("fingerprints", {}), "entries": current["entries"],
+                                      "package": current["package"]}
+        store.update_manifest(update)
+    return store
+
+
 def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int | None = None,
                device: str | None = None, fresh: bool = False, quiet: bool = False,
-               ranks: Ranks | None = None, threads: int | None = None,
-               allow_compute_change: bool = False) -> RunStore:
-    """Build everything (validating all inputs first), then run or resume the matrix. With
-    ``ranks`` (a torchrun launch) this process computes its share; only rank 0 merges and renders.
+               ranks: Ranks | None = None, allow_version_change: bool = False, render: bool = True,
+               threads: int | None = None, allow_compute_change: bool = False) -> RunStore:
+    """The compute stage: build everything (validating all inputs first), then run or resume the
+    matrix. With ``ranks`` (a torchrun launch) this process computes its share; only rank 0
+    merges. ``render``: then render tables and figures (``bench.render``) on rank 0.
     ``threads`` overrides the matrix's (bench/compute_settings.py); a resume under other compute
     settings is refused unless ``allow_compute_change``."""
     from bench.compute_settings import ComputeSettings, adopt
+    from bench.identity import identity_key, run_identity
     from bench.preflight import check_output_folders
+    from bench.store import run_id_of, run_root_of
 
     limit = limit or cfg.limit
-    resolved = cfg.resolved()
-    resolved["limit"] = limit
     check_output_folders(Path(out_root))
     if ranks is None:
         rank_device = pick_device(device or cfg.device)
@@ -354,7 +443,7 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
     is_main = ranks is None or ranks.is_main
 
     def open_store() -> RunStore:
-        store = RunStore.create(Path(out_root), resolved, fresh=fresh and is_main)
+        store = open_run(cfg, built, Path(out_root), limit, fresh and is_main, allow_version_change)
         adopt(store, settings, allow_compute_change, is_main=is_main)
         return store
 
@@ -362,8 +451,9 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
         built = build(cfg, limit, str(rank_device), quiet=quiet)
     else:  # rank 0 first: building may fill shared caches
         built = ranks.main_first(build, cfg, limit, str(rank_device), quiet=quiet)
+    root = run_root_of(Path(out_root), cfg.name, run_id_of(identity_key(run_identity(cfg, limit))))
     # rank 0 alone creates, and so locks, the run folder
-    with run_folder_lock(run_root_of(Path(out_root), resolved)) if is_main else contextlib.nullcontext():
+    with run_folder_lock(root) if is_main else contextlib.nullcontext():
         store = open_store() if ranks is None else ranks.main_first(open_store)
         release_warnings()  # the up-front checks passed: library warnings may show from here on
         if is_main:
@@ -375,7 +465,8 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
             run.execute()
         elif not ranks.execute(run):
             return store  # this rank's shards are on disk; rank 0 merges and renders
-        from bench.report import render_run
+        if render:
+            from bench.report import render_tables
 
-        render_run(store, quiet=quiet)
+            render_tables(store, quiet=quiet)
     return store

@@ -10,8 +10,10 @@ Layout of ``results/<matrix>/<run-id>/``::
     records/records.parquet         the merged rows, one per (source, attack, target, sample)
     tables/  figures/               views rendered from records
 
-A shard is written to a temporary name and renamed into place, so a shard file that exists is
-complete; a killed run resumes by skipping every shard that exists.
+A shard is written to a temporary name, fsynced and renamed into place, so a shard file that
+exists was complete when written. Each shard also carries the sample indices it holds, a checksum
+of its content and the entry versions that wrote it (``bench.shard_check``); a killed run resumes
+by skipping every shard that exists and verifies, and recomputes one that does not.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ import os
 import platform
 import shutil
 import subprocess
-import time
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 
 from bench.errors import UserError
+from bench.shards import DamagedShard, read_frame_file, read_tensor_file, write_frame_file, write_tensor_file
 
 MANIFEST = "manifest.json"
 _VERSIONED = ("artifact-bench", "torch", "torchvision", "timm", "torchattacks", "lpips", "numpy", "pandas",
@@ -39,12 +41,15 @@ _VERSIONED = ("artifact-bench", "torch", "torchvision", "timm", "torchattacks", 
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see half a file."""
+    """Call ``write(tmp_path)``, fsync it, then rename onto ``path``: readers never see half a
+    file, and a power cut after the rename cannot leave a renamed but empty one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     except OSError as exc:  # a full disk or a folder that turned read-only: one line, not a traceback
         raise UserError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another --out "
                         "(finished shards are kept; the same command resumes)") from None
@@ -53,24 +58,32 @@ def atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a directory; the file itself was synced
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"))
 
 
-def run_id_of(resolved: dict[str, Any]) -> str:
-    """Hash of the resolved config. The device is left out: the same matrix resumed on another
-    device continues the same run."""
-    keyed = {k: v for k, v in resolved.items() if k != "device"}
-    blob = json.dumps(keyed, sort_keys=True, default=str).encode()
+def run_id_of(identity: dict[str, Any]) -> str:
+    """Hash of a run's identity (``bench.identity.run_identity``): only what changes numbers."""
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def run_root_of(out_root: Path, resolved: dict[str, Any]) -> Path:
+def run_root_of(out_root: Path, name: str, run_id: str) -> Path:
     """OUT/<matrix name>/<run id>; the name must be one plain folder name (never '..' or '/x')."""
     from bench.matrix_checks import check_run_name
 
-    check_run_name(resolved["name"], "matrix")
-    return out_root / resolved["name"] / run_id_of(resolved)
+    check_run_name(name, "matrix")
+    return Path(out_root) / name / run_id
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -128,29 +141,20 @@ class RunStore:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.created_now = False  # set by ``create``: this process wrote the manifest
         self.shard_stamp: dict[str, str] = {}  # metadata written into every shard (bench/compute_settings.py)
 
     # -- creation and opening ------------------------------------------------------------------
     @classmethod
-    def create(cls, out_root: Path, resolved: dict[str, Any], fresh: bool = False) -> RunStore:
-        run_id = run_id_of(resolved)
-        root = run_root_of(Path(out_root), resolved)
+    def create(cls, out_root: Path, manifest: dict[str, Any], fresh: bool = False) -> RunStore:
+        """The folder ``out_root/<matrix>/<run id>``: a new one gets ``manifest``; an existing one
+        keeps its own (the caller checks it with ``bench.resume`` before any work)."""
+        root = run_root_of(out_root, manifest["matrix"], manifest["run_id"])
         if fresh and root.exists():
             shutil.rmtree(root)
         store = cls(root)
-        if not (root / MANIFEST).exists():
-            files = checkpoint_files(resolved)
-            manifest = {
-                "run_id": run_id,
-                "matrix": resolved["name"],
-                "config": resolved,
-                "seed": resolved.get("seed"),
-                "versions": package_versions(),
-                "git_commit": git_commit(),
-                "checkpoints": {k: {"path": v, "sha256": sha256_file(Path(v))} for k, v in files.items()},
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "torch_device_count": torch.cuda.device_count(),
-            }
+        store.created_now = not (root / MANIFEST).exists()
+        if store.created_now:
             write_json(root / MANIFEST, manifest)
         return store
 
@@ -159,11 +163,25 @@ class RunStore:
         root = Path(root)
         if not (root / MANIFEST).is_file():
             raise UserError(f"{root} is not a run folder (no {MANIFEST}); pass results/<matrix>/<run-id>")
-        return cls(root)
+        store = cls(root)
+        store.manifest  # noqa: B018 - fail now, with the clear message, if it is unreadable
+        return store
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.root / MANIFEST).read_text())
+        path = self.root / MANIFEST
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+            raise UserError(f"{path} is unreadable ({reason}); restore it, or start over with "
+                            "`bench run --fresh`") from None
+        if not isinstance(data, dict) or "run_id" not in data:
+            raise UserError(f"{path} is not a run manifest; restore it, or start over with `bench run --fresh`")
+        return data
+
+    def update_manifest(self, changes: dict[str, Any]) -> None:
+        write_json(self.root / MANIFEST, {**self.manifest, **changes})
 
     @property
     def run_id(self) -> str:
@@ -176,23 +194,45 @@ class RunStore:
     def has(self, key: tuple[str, ...], index: int, ext: str) -> bool:
         return self.shard_path(key, index, ext).is_file()
 
-    def write_frame(self, key: tuple[str, ...], index: int, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    def write_frame(self, key: tuple[str, ...], index: int, frame: pd.DataFrame, samples: list[int],
+                    writer: dict[str, str]) -> None:
+        atomic_write(self.shard_path(key, index, "parquet"),
+                     lambda p: write_frame_file(p, frame, samples, writer, self.shard_stamp))
 
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **self.shard_stamp})
-        atomic_write(self.shard_path(key, index, "parquet"), lambda p: pq.write_table(table, p))
+    def read_frame(self, key: tuple[str, ...], index: int, samples: list[int] | None = None) -> pd.DataFrame:
+        return self._read(key, index, "parquet", samples)
 
-    def read_frame(self, key: tuple[str, ...], index: int) -> pd.DataFrame:
-        return pd.read_parquet(self.shard_path(key, index, "parquet"))
-
-    def write_tensors(self, key: tuple[str, ...], index: int, tensors: dict[str, torch.Tensor]) -> None:
+    def write_tensors(self, key: tuple[str, ...], index: int, tensors: dict[str, torch.Tensor],
+                      samples: list[int], writer: dict[str, str]) -> None:
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        atomic_write(self.shard_path(key, index, "safetensors"), lambda p: save_file(tensors, str(p), self.shard_stamp or None))
+        atomic_write(self.shard_path(key, index, "safetensors"),
+                     lambda p: write_tensor_file(p, tensors, samples, writer, self.shard_stamp))
 
-    def read_tensors(self, key: tuple[str, ...], index: int) -> dict[str, torch.Tensor]:
-        return load_file(str(self.shard_path(key, index, "safetensors")))
+    def read_tensors(self, key: tuple[str, ...], index: int, samples: list[int] | None = None) -> dict[str, torch.Tensor]:
+        return self._read(key, index, "safetensors", samples)
+
+    def _read(self, key: tuple[str, ...], index: int, ext: str, samples: list[int] | None):
+        path = self.shard_path(key, index, ext)
+        read = read_frame_file if ext == "parquet" else read_tensor_file
+        try:
+            return read(path, samples)
+        except DamagedShard as exc:
+            raise UserError(f"shard {path} is damaged: {exc}; run `bench run` again to recompute it") from None
+
+    def discard_if_damaged(self, key: tuple[str, ...], index: int, ext: str, samples: list[int]) -> bool:
+        """Verify one existing shard; a damaged one is removed (so it is recomputed) with one
+        warning line. True when it was discarded."""
+        path = self.shard_path(key, index, ext)
+        if not path.is_file():
+            return False
+        try:
+            (read_frame_file if ext == "parquet" else read_tensor_file)(path, samples)
+            return False
+        except DamagedShard as exc:
+            print(f"warning: shard {path.relative_to(self.root)} is damaged ({exc}); recomputing it",
+                  file=sys.stderr)
+            path.unlink()
+            return True
 
     def shard_indices(self, key: tuple[str, ...], ext: str) -> list[int]:
         folder = self.root.joinpath("shards", *[safe_part(k) for k in key])
@@ -204,12 +244,33 @@ class RunStore:
         return self.root / "records" / "records.parquet"
 
     def write_records(self, frame: pd.DataFrame) -> None:
-        atomic_write(self.records_path, lambda p: frame.to_parquet(p, index=False))
+        from bench.types import validate_records
+
+        validate_records(frame, "records being written")
+        samples = sorted(set(frame["sample_index"].astype(int))) if "sample_index" in frame else []
+        atomic_write(self.records_path, lambda p: write_frame_file(p, frame, samples, {}))
 
     def records(self) -> pd.DataFrame:
+        """The merged records, verified (checksum) and checked against the record schema."""
+        from bench.types import validate_records
+
         if not self.records_path.is_file():
             raise UserError(f"{self.root} has no records yet; finish the run with `bench run` (it resumes)")
-        return pd.read_parquet(self.records_path)
+        try:
+            frame = read_frame_file(self.records_path)
+        except DamagedShard as exc:
+            raise UserError(f"{self.records_path} is damaged ({exc}); run `bench run` again to merge the "
+                            "shards anew") from None
+        validate_records(frame, str(self.records_path))
+        return frame
+
+    def records_ok(self) -> bool:
+        """Whether a verified records file is there (a finished run: nothing left to merge)."""
+        try:
+            read_frame_file(self.records_path)
+            return True
+        except (DamagedShard, OSError):
+            return False
 
     @property
     def tables_dir(self) -> Path:

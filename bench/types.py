@@ -133,20 +133,34 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Record:
-    """One row per (run, source, attack, target, sample). Records are the only truth; every
-    table and figure is a view over them."""
+# -- the record schema -----------------------------------------------------------------------------
+# One row per (run, source, attack, target, sample). Records are the only truth; every table and
+# figure is a view over them. Declared once here and checked on every write and read
+# (``validate_records``): a column missing or of the wrong kind is an error, not a silent NaN.
+RECORD_COLUMNS: dict[str, str] = {
+    "run_id": "text", "source": "text", "attack": "text", "attack_kind": "text", "target": "text",
+    "sample_index": "integer", "sample_id": "text", "video_id": "text", "label": "integer",
+    "p_fake_clean": "number", "p_fake_inversion": "number",  # inversion == clean for pixel attacks
+    "p_fake_adv": "number",
+    "eligible": "flag", "inversion_fake": "flag", "success": "flag",
+}
+# measured once per (source, attack, sample): q_ quality metrics, info_ attack info (steps,
+# latent change, ...), budget_ the attack's budget as text
+RECORD_OPTIONAL_PREFIXES = ("q_", "info_", "budget_")
+_KINDS = {"text": "OSUT", "integer": "iu", "number": "fiu", "flag": "b"}
 
-    run_id: str
-    source: str
-    attack: str
-    target: str
-    sample_id: str
-    video_id: str
-    label: int
-    p_fake_clean: float
-    p_fake_inversion: float  # equals p_fake_clean for pixel attacks
-    p_fake_adv: float
-    success: bool
-    extra: dict[str, Any] = field(default_factory=dict)  # quality metrics and attack info
+
+def validate_records(frame, where: str) -> None:
+    """Raise ``UserError`` naming the first column that breaks the record schema."""
+    from bench.errors import UserError
+
+    for column, kind in RECORD_COLUMNS.items():
+        if column not in frame:
+            raise UserError(f"{where}: records lack the column {column!r} ({kind}); they were written by an "
+                            "older or foreign version: rerun with `bench run --fresh`")
+        dtype = frame[column].dtype
+        if dtype.kind not in _KINDS[kind] and not (kind == "text" and str(dtype) in ("str", "string")):
+            raise UserError(f"{where}: record column {column!r} must be {kind}, found {dtype}")
+    unknown = [c for c in frame.columns if c not in RECORD_COLUMNS and not c.startswith(RECORD_OPTIONAL_PREFIXES)]
+    if unknown:
+        raise UserError(f"{where}: record column {unknown[0]!r} is not in the record schema (bench/types.py)")

@@ -70,14 +70,15 @@ class EfficientNetDetector(Detector):
         return adapters
 
 
-@register_detector("efficientnet_b4", presets={"tiny": TINY, **source_presets("efficientnet_b4")})
+@register_detector("efficientnet_b4", version="1", accepts=(EfficientNetDetector,),
+                   presets={"tiny": TINY, **source_presets("efficientnet_b4")})
 def efficientnet_b4(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
                     **kwargs) -> EfficientNetDetector:
     """timm EfficientNet-B4 (or tf_ B4, DeepfakeBench's B4) with a 2-way head."""
     return build_detector("efficientnet_b4", EfficientNetDetector, checkpoint, trust_checkpoint, strict, kwargs)
 
 
-@register_detector("efficientnet_b7", presets=source_presets("efficientnet_b7"))
+@register_detector("efficientnet_b7", version="1", accepts=(EfficientNetDetector,), presets=source_presets("efficientnet_b7"))
 def efficientnet_b7(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
                     **kwargs) -> EfficientNetDetector:
     """timm tf_efficientnet_b7 (Noisy Student) with a 2-way head: Artifact-Eraser's "efficient"."""

@@ -56,7 +56,7 @@ class FilterEnergy(Detector):
         return [self.filter]
 
 
-@register_detector("checkerboard_energy")
+@register_detector("checkerboard_energy", version="1", accepts=(FilterEnergy,))
 def checkerboard_energy(**kwargs) -> FilterEnergy:
     """Energy of the 2x2 checkerboard filter (Nyquist up-sampling trace); no weights."""
     return _build("checkerboard", kwargs)
@@ -69,7 +69,7 @@ def _build(kernel: str, kwargs: dict) -> FilterEnergy:
     return FilterEnergy(kernel=kernel, **kwargs).eval()
 
 
-@register_detector("laplacian_energy")
+@register_detector("laplacian_energy", version="1", accepts=(FilterEnergy,))
 def laplacian_energy(**kwargs) -> FilterEnergy:
     """Energy of the Laplacian (broadband high-frequency trace); no weights."""
     return _build("laplacian", kwargs)

@@ -236,8 +236,8 @@ class MATDetector(Detector):
         return [self.net._bn1]  # the head conv's BN: 1792 ch at 1/32 scale
 
 
-@register_detector("mat", presets={"tiny": TINY, **source_presets("mat", {"official": OFFICIAL,
-                                                                         "artifact-eraser": ARTIFACT_ERASER})})
+@register_detector("mat", version="1", accepts=(MATDetector,),
+                   presets={"tiny": TINY, **source_presets("mat", {"official": OFFICIAL, "artifact-eraser": ARTIFACT_ERASER})})
 def mat(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
         **kwargs) -> MATDetector:
     """Multi-attentional detector (Zhao et al. 2021), official layout; stateless."""

@@ -192,7 +192,8 @@ class RECCEDetector(Detector):
         return [self.encoder.bn4]
 
 
-@register_detector("recce", presets={"tiny": TINY, **source_presets("recce")})
+
+@register_detector("recce", version="1", accepts=(RECCEDetector,), presets={"tiny": TINY, **source_presets("recce")})
 def recce(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
           **kwargs) -> RECCEDetector:
     """RECCE reconstruction-classification detector (Cao et al. 2022) on Xception; 1 or 2 logits."""

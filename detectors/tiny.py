@@ -38,7 +38,7 @@ class TinyCNN(Detector):
         return [self.body[-2]]
 
 
-@register_detector("tiny_cnn")
+@register_detector("tiny_cnn", version="1", accepts=(TinyCNN,))
 def tiny_cnn(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
              **kwargs) -> TinyCNN:
     """Tiny 3-layer CNN (tests and harness benchmarks)."""

@@ -53,7 +53,7 @@ class XceptionDetector(Detector):
         return xception_layout_adapters("net.")
 
 
-@register_detector("xception", presets={"tiny": TINY, **source_presets("xception")})
+@register_detector("xception", version="1", accepts=(XceptionDetector,), presets={"tiny": TINY, **source_presets("xception")})
 def xception(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
              **kwargs) -> XceptionDetector:
     """timm legacy_xception (Cadene layout) with a 2-way head."""

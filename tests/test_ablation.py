@@ -43,7 +43,8 @@ def ablation_run(tmp_path_factory):
                          "noise": "const", "checkpoint": str(tmp / "e4e.pt")},
             "eraser_full": {"attack": "eraser", "levels": "full", "step": 0.05, "steps": 6, "noise": "const",
                             "checkpoint": str(tmp / "e4e.pt")},
-            "eraser_small": {"attack": "eraser", "levels": "full", "step": 0.01, "steps": 6, "noise": "const",
+            # its step (0.001) comes from the 'clean' preset, as resolved when the run was computed
+            "eraser_small": {"attack": "eraser", "preset": "clean", "steps": 6, "clamp": False,
                              "checkpoint": str(tmp / "e4e.pt")},
         },
         "metrics": {"mode": "paper", "quality": ["tv", "psnr"], "bootstrap": 100},
@@ -68,7 +69,7 @@ def test_level_and_step_tables(ablation_run):
     assert "eraser_S,S," in levels and "eraser_full,full," in levels
     step = (ablation_run.tables_dir / "ablation_step.csv").read_text().splitlines()
     assert step[0].startswith("attack,step,white-box ASR,transfer ASR")
-    assert [line.split(",")[1] for line in step[1:]] == ["0.0100", "0.0500", "0.0500"]  # sorted by step
+    assert [line.split(",")[1] for line in step[1:]] == ["0.0010", "0.0500", "0.0500"]  # sorted by step
     r = ablation_run.records()
     white = r[(r.attack == "eraser_full") & (r.target == "checker")]
     expected = 100 * white.success.sum() / white.eligible.sum()
@@ -82,3 +83,19 @@ def test_latent_change_figure_for_successful_walks(ablation_run):
     assert white.success.any(), "the calibrated walk should succeed on some samples"
     png = ablation_run.figures_dir / "latent_change_eraser_full.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_preset_edited_later_leaves_old_ablation_tables_unchanged(ablation_run, monkeypatch):
+    """Views read the options stored in the manifest, never today's presets."""
+    from typer.testing import CliRunner
+
+    from attacks.eraser import PRESETS
+    from bench.cli import app
+
+    before = {p.name: p.read_bytes() for p in ablation_run.tables_dir.glob("ablation_*")}
+    monkeypatch.setitem(PRESETS, "clean", {**PRESETS["clean"], "step": 0.2})
+    done = CliRunner().invoke(app, ["render", str(ablation_run.root), "--quiet"])
+    assert done.exit_code == 0, done.output
+    assert {p.name: p.read_bytes() for p in ablation_run.tables_dir.glob("ablation_*")} == before
+    stored = {a["label"]: a["options"]["step"] for a in ablation_run.manifest["identity"]["attacks"]}
+    assert stored == {"eraser_S": 0.05, "eraser_full": 0.05, "eraser_small": 0.001}

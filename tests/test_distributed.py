@@ -14,7 +14,7 @@ from conftest import ROOT, TINY_MATRIX
 from bench.config import load_matrix
 from bench.distributed import Ranks, compute_device, launch_info, share
 from bench.errors import UserError
-from bench.runner import MatrixRun, build
+from bench.runner import MatrixRun, build, open_run
 from bench.store import RunStore
 
 # the tiny matrix: 16 fakes in shards of 4 -> 2 targets x 4 clean jobs + 2 sources x 3 attacks x 4 units
@@ -53,7 +53,7 @@ def test_three_way_split_computes_each_shard_once_and_merges_identically(tiny_ru
     """The ranks' work without a process group: each 'rank' runs its share of the same pending list."""
     cfg = load_matrix(str(TINY_MATRIX))
     built = build(cfg, None, "cpu")
-    store = RunStore.create(tmp_path, {**cfg.resolved(), "limit": None})
+    store = open_run(cfg, built, tmp_path, None)
     pending = [name for name, _ in MatrixRun(cfg, built, store).plan(pending_only=True)]
     assert len(pending) == TINY_JOBS
     computed = []

@@ -9,7 +9,7 @@ import pandas as pd
 from conftest import ROOT, TINY_MATRIX
 
 from bench.config import load_matrix
-from bench.runner import Built, MatrixRun, build, run_matrix
+from bench.runner import Built, MatrixRun, build, open_run, run_matrix
 from bench.store import RunStore
 
 
@@ -19,13 +19,13 @@ def test_run_writes_records_tables_and_heatmaps(tiny_run):
     assert len(records) == 2 * 3 * 2 * 16
     assert set(records["attack"]) == {"fgsm", "pgd", "mifgsm"}
     assert (records["label"] == 1).all()
-    for stem in ("leaderboard", "asr_fgsm", "asr_pgd", "asr_mifgsm", "asr_all"):
+    for stem in ("leaderboard_linf_0.035", "asr_fgsm", "asr_pgd", "asr_mifgsm", "asr_all"):
         for ext in ("csv", "tex", "md"):
             assert (tiny_run.tables_dir / f"{stem}.{ext}").stat().st_size > 0
     for attack in ("fgsm", "pgd", "mifgsm"):
         png = tiny_run.figures_dir / f"asr_{attack}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    tex = (tiny_run.tables_dir / "leaderboard.tex").read_text()  # its ASR columns differ by attack
+    tex = (tiny_run.tables_dir / "leaderboard_linf_0.035.tex").read_text()  # its ASR columns differ by attack
     assert "\\toprule" in tex and "\\textbf{" in tex
     manifest = tiny_run.manifest
     assert manifest["seed"] == 7 and manifest["versions"]["torch"] != "absent"
@@ -49,20 +49,19 @@ def test_records_follow_the_asr_rule(tiny_run):
 def test_same_seed_twice_gives_identical_records(tiny_run, tmp_path):
     again = run_matrix(load_matrix(str(TINY_MATRIX)), out_root=tmp_path, quiet=True)
     pd.testing.assert_frame_equal(tiny_run.records(), again.records())
-    for name in ("leaderboard.csv", "asr_all.csv", "asr_pgd.tex"):
+    for name in ("leaderboard_linf_0.035.csv", "asr_all.csv", "asr_pgd.tex"):
         assert (tiny_run.tables_dir / name).read_bytes() == (again.tables_dir / name).read_bytes()
 
 
 def test_finished_shards_are_not_recomputed(tmp_path):
     cfg = load_matrix(str(TINY_MATRIX))
     built: Built = build(cfg, limit=8, device="cpu")
-    resolved = {**cfg.resolved(), "limit": 8}
-    first = MatrixRun(cfg, built, RunStore.create(tmp_path, resolved), quiet=True)
+    first = MatrixRun(cfg, built, open_run(cfg, built, tmp_path, 8), quiet=True)
     first.execute()
     assert len(first.computed) > 0
     shard_files = sorted((first.store.root / "shards").rglob("*.*"))
     mtimes = {p: p.stat().st_mtime_ns for p in shard_files}
-    second = MatrixRun(cfg, built, RunStore.create(tmp_path, resolved), quiet=True)
+    second = MatrixRun(cfg, built, open_run(cfg, built, tmp_path, 8), quiet=True)
     second.execute()
     assert second.computed == []
     assert {p: p.stat().st_mtime_ns for p in shard_files} == mtimes

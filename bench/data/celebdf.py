@@ -72,7 +72,7 @@ def missing_files(root: Path) -> list[MissingFile]:
                   + [(root / TEST_LIST, "official test split list", PUBLISHED)])
 
 
-@register_dataset("celebdf")
+@register_dataset("celebdf", accepts=(VideoFaceDataset,))
 def celebdf(root: str | None = None, split: str = "test", folders: tuple[str, ...] = tuple(FOLDERS),
             videos_per_class: int | None = None, seed: int = 36, **options) -> VideoFaceDataset:
     """Celeb-DF v2 face crops; split test = official List_of_testing_videos.txt."""

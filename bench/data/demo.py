@@ -159,7 +159,7 @@ def demo_real_faces(size: int = 64, split: str = "all", seed: int = 0, cache_dir
     return data.images[np.asarray(data.labels) == 0]
 
 
-@register_dataset("demo")
+@register_dataset("demo", accepts=(DemoFaces,))
 def demo(**kwargs) -> DemoFaces:
     """Offline demo world: ~8 real identities + 93 tiny LFW faces; SBI and face-swap forgeries."""
     return DemoFaces(**kwargs)

@@ -77,7 +77,7 @@ def missing_files(root: Path, test_parts: tuple[int, ...] = PAPER_TEST_PARTS) ->
                       "videos and labels"), PUBLISHED) for n in test_parts])
 
 
-@register_dataset("dfdc")
+@register_dataset("dfdc", accepts=(VideoFaceDataset,))
 def dfdc(root: str | None = None, split: str = "test", test_parts: tuple[int, ...] | None = PAPER_TEST_PARTS,
          videos_per_class: int | None = None, seed: int = 36, **options) -> VideoFaceDataset:
     """DFDC face crops; test = dfdc_train_part_0 and _49 as in the paper."""

@@ -85,7 +85,7 @@ def missing_files(root: Path, compression: str = "c23", methods: tuple[str, ...]
                   + [(split_file(root, s), f"official {s} split (id pairs)", SPLITS_PUBLISHED) for s in SPLITS])
 
 
-@register_dataset("ffpp")
+@register_dataset("ffpp", accepts=(VideoFaceDataset,))
 def ffpp(root: str | None = None, split: str = "test", compression: str = "c23",
          methods: tuple[str, ...] = METHODS, videos_per_class: int | None = None, seed: int = 36,
          **options) -> VideoFaceDataset:

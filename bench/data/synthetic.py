@@ -48,7 +48,7 @@ class SyntheticFaces(torch.utils.data.Dataset):
                       video_id=f"video{video:04d}", frame=frame, meta={})
 
 
-@register_dataset("synthetic")
+@register_dataset("synthetic", accepts=(SyntheticFaces,))
 def synthetic(**kwargs) -> SyntheticFaces:
     """Generated smooth colour fields; fakes carry a faint checkerboard artifact."""
     return SyntheticFaces(**kwargs)
