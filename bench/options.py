@@ -13,7 +13,7 @@ import difflib
 import inspect
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench.errors import UserError
@@ -93,20 +93,28 @@ def _type_name(hint: Any) -> str:
     return text or str(hint).replace("typing.", "").replace("collections.abc.", "")
 
 
-def check_options(registry: Registry, name: str, options: dict[str, Any], where: str) -> None:
-    """Every option name known (did-you-mean otherwise) and of its annotated type."""
-    entry = registry.get(name)
-    known, open_ended = parameters(entry)
-    for key, value in options.items():
-        if key == "preset":
-            continue
-        if key not in known:
-            if open_ended:
-                continue
+def unknown_option(registry: Registry, name: str, keys: Iterable[str]) -> str | None:
+    """The first of ``keys`` that entry ``name`` does not take, as one message with a
+    did-you-mean; None when it takes them all."""
+    known, open_ended = parameters(registry.get(name))
+    for key in keys:
+        if key != "preset" and key not in known and not open_ended:
             close = difflib.get_close_matches(key, list(known), n=2, cutoff=0.6)
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise UserError(f"{where}: unknown option {key!r} for {registry.kind[:-1]} {name!r}.{hint} "
-                            f"Options: {', '.join(sorted(known)) or 'none'}")
+            return (f"unknown option {key!r} for {registry.kind[:-1]} {name!r}.{hint} "
+                    f"Options: {', '.join(sorted(known)) or 'none'}")
+    return None
+
+
+def check_options(registry: Registry, name: str, options: dict[str, Any], where: str) -> None:
+    """Every option name known (did-you-mean otherwise) and of its annotated type."""
+    problem = unknown_option(registry, name, options)
+    if problem:
+        raise UserError(f"{where}: {problem}")
+    known, _ = parameters(registry.get(name))
+    for key, value in options.items():
+        if key == "preset" or key not in known:
+            continue
         hint_type = known[key][1]
         if not _accepts(value, hint_type):
             raise UserError(f"{where}.{key} must be {_type_name(hint_type)}, got {value!r} "

@@ -73,14 +73,16 @@ class EfficientNetDetector(Detector):
 @register_detector("efficientnet_b4", version="1", accepts=(EfficientNetDetector,),
                    presets={"tiny": TINY, **source_presets("efficientnet_b4")})
 def efficientnet_b4(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
+                    source: str | None = None,
                     **kwargs) -> EfficientNetDetector:
     """timm EfficientNet-B4 (or tf_ B4, DeepfakeBench's B4) with a 2-way head."""
-    return build_detector("efficientnet_b4", EfficientNetDetector, checkpoint, trust_checkpoint, strict, kwargs)
+    return build_detector("efficientnet_b4", EfficientNetDetector, checkpoint, trust_checkpoint, strict, {**kwargs, "source": source})
 
 
 @register_detector("efficientnet_b7", version="1", accepts=(EfficientNetDetector,), presets=source_presets("efficientnet_b7"))
 def efficientnet_b7(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
+                    source: str | None = None,
                     **kwargs) -> EfficientNetDetector:
     """timm tf_efficientnet_b7 (Noisy Student) with a 2-way head: Artifact-Eraser's "efficient"."""
     kwargs.setdefault("variant", "tf_efficientnet_b7")
-    return build_detector("efficientnet_b7", EfficientNetDetector, checkpoint, trust_checkpoint, strict, kwargs)
+    return build_detector("efficientnet_b7", EfficientNetDetector, checkpoint, trust_checkpoint, strict, {**kwargs, "source": source})

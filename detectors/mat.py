@@ -239,6 +239,7 @@ class MATDetector(Detector):
 @register_detector("mat", version="1", accepts=(MATDetector,),
                    presets={"tiny": TINY, **source_presets("mat", {"official": OFFICIAL, "artifact-eraser": ARTIFACT_ERASER})})
 def mat(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
+        source: str | None = None,
         **kwargs) -> MATDetector:
     """Multi-attentional detector (Zhao et al. 2021), official layout; stateless."""
-    return build_detector("mat", MATDetector, checkpoint, trust_checkpoint, strict, kwargs)
+    return build_detector("mat", MATDetector, checkpoint, trust_checkpoint, strict, {**kwargs, "source": source})

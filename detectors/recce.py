@@ -195,6 +195,7 @@ class RECCEDetector(Detector):
 
 @register_detector("recce", version="1", accepts=(RECCEDetector,), presets={"tiny": TINY, **source_presets("recce")})
 def recce(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
+          source: str | None = None,
           **kwargs) -> RECCEDetector:
     """RECCE reconstruction-classification detector (Cao et al. 2022) on Xception; 1 or 2 logits."""
-    return build_detector("recce", RECCEDetector, checkpoint, trust_checkpoint, strict, kwargs)
+    return build_detector("recce", RECCEDetector, checkpoint, trust_checkpoint, strict, {**kwargs, "source": source})

@@ -55,6 +55,7 @@ class XceptionDetector(Detector):
 
 @register_detector("xception", version="1", accepts=(XceptionDetector,), presets={"tiny": TINY, **source_presets("xception")})
 def xception(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
+             source: str | None = None,
              **kwargs) -> XceptionDetector:
     """timm legacy_xception (Cadene layout) with a 2-way head."""
-    return build_detector("xception", XceptionDetector, checkpoint, trust_checkpoint, strict, kwargs)
+    return build_detector("xception", XceptionDetector, checkpoint, trust_checkpoint, strict, {**kwargs, "source": source})

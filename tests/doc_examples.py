@@ -115,14 +115,14 @@ def check_bench_command(command: str, options: dict[str | None, set[str]]) -> st
 
 def check_dataset_opts(command: str) -> str | None:
     """``--dataset NAME --opt KEY=VALUE``: KEY must be an option of the registered dataset NAME."""
-    from bench.option_check import unknown_option_message
+    from bench.options import unknown_option
     from bench.registry import DATASETS
 
     name = re.search(r"--dataset[ =](\S+)", command)
     if not name or name.group(1) not in DATASETS:
         return None  # a placeholder such as NAME
     keys = {key: None for key in re.findall(r"--(?:opt|val-opt|dataset-opt)[ =](\w+)=", command)}
-    problem = unknown_option_message("dataset", name.group(1), DATASETS.get(name.group(1)).factory, keys)
+    problem = unknown_option(DATASETS, name.group(1), keys)
     return f"`{command}`: {problem}" if problem else None
 
 

@@ -175,13 +175,14 @@ def test_removing_an_adversarial_shard_removes_what_was_computed_from_it(tmp_pat
     old = ComputeSettings(threads=2, device="cpu", deterministic=False)
     new = ComputeSettings(threads=1, device="cpu", deterministic=False)
     frame = pd.DataFrame({"sample_index": [0, 1]})
+    samples, writer = [0, 1], {"package": "0"}
     store.shard_stamp = {STAMP_KEY: old.stamp()}
-    store.write_tensors(("adv", "s", "a"), 0, {"adv": torch.zeros(2, 3, 4, 4, dtype=torch.uint8)})
+    store.write_tensors(("adv", "s", "a"), 0, {"adv": torch.zeros(2, 3, 4, 4, dtype=torch.uint8)}, samples, writer)
     store.shard_stamp = {STAMP_KEY: new.stamp()}
     for key in (("quality", "s", "a"), ("score", "s", "a", "t"), ("clean", "t")):
-        store.write_frame(key, 0, frame)
-    store.write_tensors(("adv", "s", "a"), 1, {"adv": torch.zeros(2, 3, 4, 4, dtype=torch.uint8)})
-    store.write_frame(("score", "s", "a", "t"), 1, frame)
+        store.write_frame(key, 0, frame, samples, writer)
+    store.write_tensors(("adv", "s", "a"), 1, {"adv": torch.zeros(2, 3, 4, 4, dtype=torch.uint8)}, samples, writer)
+    store.write_frame(("score", "s", "a", "t"), 1, frame, samples, writer)
     assert remove_other_shards(store, new) == 3
     assert [p.relative_to(tmp_path / "shards").as_posix() for p in _shards(tmp_path)] == [
         "adv/s/a/00001.safetensors", "clean/t/00000.parquet", "score/s/a/t/00001.parquet"]

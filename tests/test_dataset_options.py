@@ -12,8 +12,8 @@ def test_bench_run_refuses_an_unknown_dataset_option(tmp_path):
     ran = run_cli("run", "--matrix", str(path), "--out", str(tmp_path / "r"))
     assert ran.returncode == 2 and "Traceback" not in ran.stderr
     assert ran.stderr.strip().splitlines() == [
-        f"error: {path}: unknown option 'frames_per_vid' of dataset 'synthetic'. Did you mean 'frames_per_video'? "
-        "Its options: artifact, frames_per_video, n, seed, size, split"]
+        f"error: {path}: dataset: unknown option 'frames_per_vid' for dataset 'synthetic'. Did you mean "
+        "'frames_per_video'? Options: artifact, frames_per_video, n, seed, size, split"]
     assert not (tmp_path / "r").exists()
 
 
@@ -21,5 +21,5 @@ def test_train_detector_refuses_an_unknown_dataset_option(tmp_path):
     ran = run_cli("train-detector", "--detector", "xception", "--preset", "tiny", "--dataset", "synthetic",
                   "--opt", "nn=16", "--out", str(tmp_path / "x.safetensors"))
     assert ran.returncode == 2 and "Traceback" not in ran.stderr
-    assert "error: --opt: unknown option 'nn' of dataset 'synthetic'. Did you mean 'n'?" in ran.stderr
+    assert "error: --opt: unknown option 'nn' for dataset 'synthetic'. Did you mean 'n'?" in ran.stderr
     assert not list(tmp_path.iterdir())

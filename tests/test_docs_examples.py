@@ -78,13 +78,13 @@ def test_the_checks_catch_what_they_are_for(options, tmp_path):
     assert "has no option --no-such-flag" in problems[1]
     assert "has no option --frobnicate" in problems[2]
     assert check_bench_command("bench run --matrix celebdf --no-explain -q", options) is None
-    assert "unknown option 'frames_per_video' of dataset 'ffpp'" in check_bench_command(
+    assert "unknown option 'frames_per_video' for dataset 'ffpp'" in check_bench_command(
         "bench train-detector --detector xception --dataset ffpp --opt frames_per_video=1 --out x.safetensors",
         options)
 
     matrix = yaml.safe_load("dataset: {name: celebdf, root: /x, frames_per_video: 8}\n"
                             "detectors: {xception: {}}\nattacks: {pgd: {preset: paper-celebdf}}\n")
-    with pytest.raises(UserError, match="unknown option 'frames_per_video' of dataset 'celebdf'"):
+    with pytest.raises(UserError, match="unknown option 'frames_per_video' for dataset 'celebdf'"):
         validate_names(parse_matrix(matrix, tmp_path / "m.yaml"))
     doc.write_text("```python\nfrom bench.registry import create_detectr\n```\n")
     assert "has no create_detectr" in check_python(fenced_blocks(doc)[0])

@@ -37,8 +37,8 @@ def register(app: typer.Typer) -> None:
         trust_checkpoint: bool = trust_checkpoint_option(),
     ) -> None:
         """Train DETECTOR on DATASET; writes OUT (.safetensors) and its JSON sidecar."""
-        from bench.option_check import check_dataset_options
-        from bench.registry import create_dataset
+        from bench.options import check_options
+        from bench.registry import DATASETS, create_dataset
         from bench.training import train_detector
         from bench.trust import allow_full_unpickle, refuse_trust_option
 
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         refuse_trust_option(kwargs, "--detector-opt")
         if preset:
             kwargs["preset"] = preset
-        check_dataset_options(dataset, dataset_opts, "--opt")
+        check_options(DATASETS, dataset, dataset_opts, "--opt")
         train_set = create_dataset(dataset, **dataset_opts)
         val_set = None
         if val_dataset_opt:
