@@ -106,7 +106,7 @@ def test_a_detector_without_cam_is_skipped_and_no_explain_skips_all(tmp_path):
     first = run_cli(*args, "--no-explain", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "explain 1/" not in first.stderr and not list((tmp_path / "r").rglob("explain"))
-    assert (tmp_path / "B.md").is_file() and next((tmp_path / "r").rglob("leaderboard.csv"))
+    assert (tmp_path / "B.md").is_file() and next((tmp_path / "r").rglob("leaderboard_*.csv"))
 
     second = run_cli(*args, env=env, cwd=tmp_path)  # resumes: nothing recomputed, figures now
     assert second.returncode == 0, second.stderr
@@ -133,7 +133,7 @@ def test_a_failing_figure_keeps_the_run_and_its_benchmark_section(tmp_path, monk
     assert "explain 1/1: fgsm on checker: figure failed (RuntimeError: out of memory); skipped" in err
     assert "second line" not in err
     assert "<!-- bench:figures-test:start -->" in (tmp_path / "BENCHMARK.md").read_text()
-    assert next((tmp_path / "r").rglob("leaderboard.csv"))
+    assert next((tmp_path / "r").rglob("leaderboard_*.csv"))
 
 
 if __name__ == "__main__":

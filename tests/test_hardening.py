@@ -431,13 +431,13 @@ def test_library_warnings_come_after_the_error_line(tmp_path, capsys, monkeypatc
 # -- 7. one run per run folder -----------------------------------------------------------------
 def test_second_run_on_a_locked_run_folder_exits_with_one_line(tmp_path, capsys):
     from bench.config import load_matrix
-    from bench.store import run_root_of
+    from bench.identity import identity_key, run_identity
+    from bench.store import run_id_of, run_root_of
 
     path = write_matrix(tmp_path)
     out = tmp_path / "results"
     cfg = load_matrix(str(path))
-    resolved = {**cfg.resolved(), "limit": cfg.limit}
-    root = run_root_of(out, resolved)
+    root = run_root_of(out, cfg.name, run_id_of(identity_key(run_identity(cfg, cfg.limit))))
     lock = out / ".locks" / f"{root.parent.name}.{root.name}.lock"
     lock.parent.mkdir(parents=True)
     with open(lock, "a+") as held:  # what a first `bench run` holds

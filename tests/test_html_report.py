@@ -50,16 +50,16 @@ def tiny_page(tiny_copy):
 def test_every_view_is_a_table_in_its_section(tiny_copy, tiny_page):
     page = Page(tiny_page[1])
     stems = set(views(tiny_copy))
-    assert stems == {"asr_all", "leaderboard", "asr_fgsm", "asr_pgd", "asr_mifgsm", "eligible", "quality",
+    assert stems == {"asr_all", "leaderboard_linf_0.035", "asr_fgsm", "asr_pgd", "asr_mifgsm", "eligible", "quality",
                      "quality_ci"}
     assert set(page.views) == stems
     sections = {stem: table.section for stem, table in page.views.items()}
-    assert sections == {"leaderboard": "leaderboards", "asr_fgsm": "matrices", "asr_pgd": "matrices",
+    assert sections == {"leaderboard_linf_0.035": "leaderboards", "asr_fgsm": "matrices", "asr_pgd": "matrices",
                         "asr_mifgsm": "matrices", "asr_all": "matrices", "eligible": "matrices", "quality": "quality", "quality_ci": "quality"}
     assert page.sections == ["leaderboards", "matrices", "quality", "explanations", "ablations"]
-    board = page.table("leaderboard")
+    board = page.table("leaderboard_linf_0.035")
     assert board.header[:6] == ["attack", "kind", "budget", "white-box ASR", "transfer ASR", "n"]
-    assert [row[0] for row in board.rows] == list(views(tiny_copy)["leaderboard"].index)
+    assert [row[0] for row in board.rows] == list(views(tiny_copy)["leaderboard_linf_0.035"].index)
     assert board.rows[-1][:5] == ["pgd", "pixel", "linf 0.035 6", "78.1", "78.1"]  # 25 of 32 eligible
     for stem in ("asr_all", "quality", "quality_ci"):  # every row of the view is on the page
         assert len(page.table(stem).rows) == len(views(tiny_copy)[stem])
@@ -195,8 +195,8 @@ def test_tables_added_by_other_views_are_picked_up(tiny_run, monkeypatch):
     real = report.views(tiny_run)
     extra = {
         "detectors": pd.DataFrame({"AUC": [0.91, float("nan")]}, index=pd.Index(["checker", "laplace"], name="detector")),
-        "leaderboard_white_box": real["leaderboard"][["white-box ASR"]],
-        "leaderboard_transfer": real["leaderboard"][["transfer ASR"]],
+        "leaderboard_white_box": real["leaderboard_linf_0.035"][["white-box ASR"]],
+        "leaderboard_transfer": real["leaderboard_linf_0.035"][["transfer ASR"]],
         "timings": pd.DataFrame({"seconds": [1.5]}, index=pd.Index(["fgsm"], name="attack")),
     }
     monkeypatch.setattr(report, "views", lambda store: {**real, **extra})

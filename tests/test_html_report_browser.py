@@ -94,6 +94,6 @@ def test_the_page_policy_blocks_any_request(tiny_run, chromium, tmp_path):
     """The page's Content-Security-Policy refuses a network request even if one slipped in."""
     page = write_report(tiny_run, tmp_path / "report.html")
     slipped = '<img src="https://example.invalid/pixel.png" alt="">'
-    test_page = probe_copy(page.read_text(encoding="utf-8"), tmp_path / "probe.html", "leaderboard", "attack", slipped)
+    test_page = probe_copy(page.read_text(encoding="utf-8"), tmp_path / "probe.html", "leaderboard_linf_0.035", "attack", slipped)
     result = read_probe(dump_dom(chromium, test_page)[0])
     assert result["errors"] == ["blocked: https://example.invalid/pixel.png (img-src)"]

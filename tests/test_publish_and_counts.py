@@ -25,11 +25,11 @@ def test_a_limit_run_leaves_benchmark_md_unchanged_and_says_it_is_limited(tmp_pa
     assert "BENCHMARK.md section 'tiny-published' left unchanged: this is a --limit 8 run" in ran.stderr
     run_dir = next((tmp_path / "elsewhere").glob("tiny/*"))
     note = "Limited run: at most 8 fake samples attacked per cell (limit 8)"
-    assert (run_dir / "tables" / "leaderboard.md").read_text().startswith(note)
+    assert (run_dir / "tables" / "leaderboard_linf_0.035.md").read_text().startswith(note)
     assert note in (run_dir / "tables" / "asr_fgsm.tex").read_text()
     shown = run_cli("show", str(run_dir)).stdout
     assert note in shown and "fewer than 10 eligible samples" in shown
-    asr_rows = shown.split("asr_fgsm")[1].split("quality")[0]
+    asr_rows = shown.split("Transfer ASR (%): fgsm")[1].split("quality")[0]
     assert asr_rows.count("†") == 4  # 2 sources x 2 targets, each with at most 8 eligible
 
     # eligible counts per cell are the records' own, and 8 fakes put every cell under 10
@@ -38,7 +38,7 @@ def test_a_limit_run_leaves_benchmark_md_unchanged_and_says_it_is_limited(tmp_pa
     eligible = pd.read_csv(run_dir / "tables" / "eligible.csv", index_col=[0, 1])
     for (source, attack, target), count in expected.items():
         assert eligible.loc[(source, attack), target] == count
-    board = pd.read_csv(run_dir / "tables" / "leaderboard.csv", index_col=0)
+    board = pd.read_csv(run_dir / "tables" / "leaderboard_linf_0.035.csv", index_col=0)
     assert board.loc["fgsm", "min eligible"] == expected.min() and board.loc["fgsm", "few"] == "†"
 
     # publishing on purpose works, and the section carries the note and the marks

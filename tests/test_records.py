@@ -99,7 +99,7 @@ def test_leaderboards_never_rank_across_families():
     from bench.report import leaderboards
 
     long = pd.DataFrame({"attack": ["pgd", "stat", "eraser"], "source": "a", "target": "a", "asr": [10.0, 90.0, 50.0],
-                         "n": 4})
+                         "n": 4, "n_eligible": 4})
     records = pd.DataFrame({"attack": ["pgd", "stat", "eraser"], "attack_kind": ["pixel", "pixel", "latent"]})
     traits = {"pgd": {"threat_model": "linf", "budget": {"norm": "linf", "eps": 4 / 255}},
               "stat": {"threat_model": "statistical", "budget": {"norm": "linf", "eps": 60 / 255}},
@@ -182,7 +182,7 @@ def test_records_are_checked_against_the_schema_on_read(finished, tmp_path):
 
 @pytest.mark.parametrize("attack, expected", [
     ({"eps": 0.035, "stpes": 5}, "attacks.pgd: unknown option 'stpes' for attack 'pgd'. Did you mean 'steps' or 'step'?"),
-    ({"eps": 0.035, "steps": "5"}, "attacks.pgd.steps must be int, got '5' (str)"),
+    ({"eps": 0.035, "steps": "5"}, "attacks.pgd.steps must be a whole number >= 1, got '5'"),
     ({"preset": "paper-celebdf", "random_strat": False}, "unknown option 'random_strat' for attack 'pgd'. Did you mean 'random_start'?"),
 ])
 def test_a_misspelt_or_mistyped_option_is_one_line_exit_2_and_no_folder(attack, expected, tmp_path):
