@@ -7,7 +7,6 @@ fixture, so an upstream checkpoint is rebuilt from the layout alone, without the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import zlib
@@ -15,7 +14,7 @@ from typing import Any
 
 import torch
 
-from tests.latent_support import shared_reference
+from tests.latent_support import shared_reference, tensor_sha256  # noqa: F401 (re-exported for the parity tests)
 
 LAYOUTS = shared_reference() / "layouts"
 PARITY = shared_reference() / "parity"
@@ -81,10 +80,6 @@ def filled_state_dict(layout: str, gain: float) -> dict[str, torch.Tensor]:
     entries = load_layout(layout)["entries"]
     keys = {k for k, _, _ in entries}
     return {k: fill_tensor(k, tuple(shape), _DTYPES[dt], keys, gain) for k, shape, dt in entries}
-
-
-def tensor_sha256(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.contiguous().numpy().astype(t.numpy().dtype.newbyteorder("<")).tobytes()).hexdigest()
 
 
 def fill_probes(fixture: str) -> dict[str, Any]:

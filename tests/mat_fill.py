@@ -1,61 +1,26 @@
-"""The deterministic weight fill of DETECTORS.md (family "detector") built from a layout JSON
-alone, and the upstream checkpoint containers, for the MAT parity tests."""
+"""MAT's part of the parity tests: the official state dict as the fill rule (tests/detector_fill.py)
+builds it, plus the two facts that are MAT's own, and the container its training script saves."""
 
 from __future__ import annotations
 
 import json
-import math
-import zlib
 from collections.abc import Mapping
 
 import torch
 
-from tests.latent_support import shared_reference, tensor_sha256
-
-# MAT's constant buffers keep the values the upstream constructor gives them
-MAT_CONSTANTS = {
-    "attentions.mask": lambda: torch.nn.functional.pad(torch.ones(1, 1, 20, 20), (2, 2, 2, 2)),
-    "auxiliary_loss.alpha": lambda: torch.tensor(0.05),
-    "auxiliary_loss.inner_margin": lambda: torch.tensor([0.2, -0.8]),
-    "auxiliary_loss.feature_centers": lambda: torch.zeros(4, 32),
-}
+from tests.detector_fill import filled_state_dict, tensor_sha256
+from tests.latent_support import shared_reference
 
 
-def fill_value(key: str, shape: tuple[int, ...], gain: float, keys: set[str]) -> torch.Tensor:
-    """One float tensor by rules R1-R3, D1, D2 (one generator per key, seeded by its CRC-32)."""
-    g = torch.Generator()
-    g.manual_seed(zlib.crc32(key.encode("utf-8")))
-    if key.endswith("running_var"):  # R1
-        return torch.rand(shape, generator=g, dtype=torch.float32) + 0.5
-    n = torch.randn(shape, generator=g, dtype=torch.float32)
-    if key.endswith("running_mean"):  # R2
-        return n * 0.1
-    if key.endswith(".weight") and key[: -len("weight")] + "running_var" in keys:  # R3
-        return 1.0 + 0.1 * n
-    if len(shape) >= 2:  # D1
-        fan_in = math.prod(shape) // shape[0]
-        return n / math.sqrt(fan_in) if gain == 1.0 else n * gain / math.sqrt(fan_in)
-    return n * 0.1  # D2
-
-
-def filled_state_dict(layout: Mapping, gain: float) -> dict[str, torch.Tensor]:
-    """Every key of the layout, in its order: skipped tensors get the constructor's values."""
-    keys = {k for k, _, _ in layout["entries"]}
-    out = {}
-    for key, shape, dtype in layout["entries"]:
-        shape = tuple(shape)
-        if key in MAT_CONSTANTS:
-            out[key] = MAT_CONSTANTS[key]()
-        elif key.endswith("num_batches_tracked"):
-            # MAT's constructor runs one train-mode forward through the backbone (to read its
-            # channel counts), so every backbone BatchNorm has counted one batch
-            out[key] = torch.tensor(1 if key.startswith("net.") else 0)
-        elif dtype != "float32":
-            out[key] = torch.zeros(shape, dtype=getattr(torch, dtype))
-        else:
-            out[key] = fill_value(key, shape, gain, keys)
-        assert tuple(out[key].shape) == shape, key
-    return out
+def filled_mat_state_dict(gain: float) -> dict[str, torch.Tensor]:
+    """Every key of the official MAT layout, in its order. MAT's constructor runs one train-mode
+    forward through the backbone (to read its channel counts), so every backbone BatchNorm has
+    counted one batch: ``num_batches_tracked`` is 1 under ``net.`` and 0 elsewhere."""
+    sd = filled_state_dict("official_mat", gain)
+    for key in sd:
+        if key.endswith("num_batches_tracked") and key.startswith("net."):
+            sd[key] = torch.ones_like(sd[key])
+    return sd
 
 
 def probe_mismatches(sd: Mapping[str, torch.Tensor], probes_name: str) -> list[str]:

@@ -15,10 +15,9 @@ import detectors.mat_efficientnet as mat_efficientnet
 from bench.errors import UserError
 from bench.registry import create_detector
 from detectors.deepfakebench_efficientnet import static_same_pad
-from tests.latent_support import load_fixture, load_layout
-from tests.mat_fill import filled_state_dict, official_mat_checkpoint, probe_mismatches
+from tests.latent_support import load_fixture
+from tests.mat_fill import filled_mat_state_dict, official_mat_checkpoint, probe_mismatches
 
-LAYOUT = "detector_official_mat.json"
 # fixture -> (preset, how that source writes its file)
 FIXTURES = {
     "detector_artifacteraser_mat_256": ("artifact-eraser", "bare"),  # train_mat.py: model.state_dict()
@@ -30,7 +29,7 @@ OUTPUTS = ("logits", "attention_maps", "textural_feature_matrix", "ensemble_inpu
 @pytest.fixture(scope="module")
 def upstream_state() -> dict[str, torch.Tensor]:
     _, meta = load_fixture("detector_official_mat_380.safetensors")
-    return filled_state_dict(load_layout(LAYOUT), float(meta["fill_gain"]))
+    return filled_mat_state_dict(float(meta["fill_gain"]))
 
 
 @pytest.fixture(scope="module")
