@@ -37,11 +37,13 @@ def test_source_presets_set_input_head_and_scoring_rule():
     assert official.input_size == 299 and official.fc.out_features == 1 and official.p_fake_rule == "softmax"
     eraser = create_detector("recce", preset="artifact-eraser", width=0.125, middle_blocks=2, input_size=64)
     assert eraser.fc.out_features == 2 and eraser.p_fake_rule == "sigmoid"
-    with torch.no_grad():
+    with torch.no_grad():  # a head whose two rules differ clearly: logits [1, 2] whatever the input
+        eraser.fc.weight.zero_()
+        eraser.fc.bias.copy_(torch.tensor([1.0, 2.0]))
         logits = eraser(X01)
         # Artifact-Eraser's attack scores RECCE with an element-wise sigmoid, column 1 = fake
         assert torch.allclose(eraser.p_fake(X01), torch.sigmoid(logits[:, 1]))
-        assert not torch.allclose(eraser.p_fake(X01), torch.softmax(logits, 1)[:, 1], atol=1e-3)
+        assert torch.allclose(eraser.p_fake(X01), torch.full((len(X01),), 0.8808), atol=1e-4)  # not softmax's 0.7311
     with torch.device("meta"):  # shapes only: the full B7 takes seconds to initialise
         b7 = create_detector("efficientnet_b7", preset="artifact-eraser")
     assert b7.net.classifier.in_features == 2560 and b7.input_size == 256
