@@ -207,3 +207,15 @@ def test_tables_added_by_other_views_are_picked_up(tiny_run, monkeypatch):
     assert page.sections[:2] == ["detectors", "leaderboards"] and page.sections[-1] == "more"
     assert page.table("detectors").rows == [["checker", "0.910"], ["laplace", "n/a1"]]
     assert page.texts["t-leaderboard_transfer"] == "Leaderboard: transfer"
+
+
+def test_the_header_summarises_what_the_compute_stage_stored(tiny_copy, tiny_page):
+    """The manifest's machine-facing parts (resolved options, sample lists, hashes) are summarised,
+    never dumped: entry versions and sample counts, no identity or traits mapping."""
+    text = tiny_page[1]
+    manifest = tiny_copy.manifest
+    assert "entry versions" in text and "attacks.pgd" in text and "pgd@1" in text
+    fakes, reals = len(manifest["samples"]["fakes"]), len(manifest["samples"]["reals"])
+    assert f"{fakes} fakes attacked, {reals} reals" in text
+    assert "inversion_condition" not in text and "&#39;options&#39;" not in text and "'options'" not in text
+    assert "Leaderboard, L∞ ε = 0.035" in text  # the leaderboard titles carry their budget

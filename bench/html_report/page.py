@@ -17,6 +17,9 @@ from bench.store import RunStore, atomic_write
 
 # manifest keys shown in their own blocks; any other key (e.g. hardware added later) is listed too
 SHOWN_APART = {"config", "versions", "checkpoints"}
+# what the compute stage stores for resuming and rendering (resolved options, sample lists, hashes):
+# summarised below, never dumped whole into the header
+FOR_MACHINES = {"identity", "fingerprints", "samples", "traits"}
 FIGURE_SECTIONS = [("ablations", ("latent_change", "ablation", "sweep"))]  # other figures: "more"
 FIGURE_CAPTIONS = {"latent_change_": "{rest}: mean L2 change of each W+ row over the white-box successes (paper Fig. 3)."}
 EXPLAIN_COLUMNS = ("original | {inversion}adversarial | amplified |residual| | Grad-CAM of each detector on the original "
@@ -48,26 +51,36 @@ def run_facts(manifest: dict) -> list[tuple[str, str]]:
              ("CUDA devices", manifest.get("torch_device_count")),
              ("dataset", f"{dataset.get('name', '?')} {json.dumps(dataset.get('options', {}), sort_keys=True)}"),
              ("sample limit", config.get("limit") or "none"), ("metric mode", config.get("metrics", {}).get("mode"))]
+    samples = manifest.get("samples") or {}
+    if samples:
+        facts.append(("samples", f"{len(samples.get('fakes', []))} fakes attacked, {len(samples.get('reals', []))} reals"))
     known = {"matrix", "run_id", "created", "git_commit", "seed", "torch_device_count"}
     for key, value in manifest.items():
-        if key not in known | SHOWN_APART and not isinstance(value, dict):
+        if key not in known | SHOWN_APART | FOR_MACHINES and not isinstance(value, dict):
             facts.append((key.replace("_", " "), value))
     return [(label, "n/a" if value is None else str(value)) for label, value in facts]
 
 
 def extra_blocks(manifest: dict) -> dict[str, dict]:
     """Dict-valued manifest entries beyond the known ones (hardware, ...), shown as key/value tables."""
-    return {key.replace("_", " "): value for key, value in manifest.items()
-            if isinstance(value, dict) and key not in SHOWN_APART}
+    blocks = {key.replace("_", " "): value for key, value in manifest.items()
+              if isinstance(value, dict) and key not in SHOWN_APART | FOR_MACHINES}
+    entries = (manifest.get("fingerprints") or {}).get("entries")
+    if entries:  # which version of each registry entry computed the numbers
+        blocks["entry versions"] = entries
+    return blocks
 
 
 def table_sections(store: RunStore, budget: ImageBudget, mode: str) -> dict[str, Section]:
-    from bench.report import heatmap, views
+    from bench.report import heatmap, titles, views
 
     sections = {sid: Section(sid, heading) for sid, heading, _ in SECTIONS}
+    named = titles(store)  # the views' own titles (a leaderboard's carries its budget)
     with tempfile.TemporaryDirectory() as scratch:
         for stem, frame in views(store).items():
             item = Item(build_table(stem, frame, mode))
+            if stem.startswith("leaderboard") and stem in named:
+                item.table.title = named[stem]
             if is_matrix(frame):
                 png = store.figures_dir / f"{stem}.png"
                 if not png.is_file():  # a run folder without its figures: draw it from the view
