@@ -200,7 +200,8 @@ def test_usage_error_from_the_installed_console_script_is_one_line(tmp_path):
 
 
 def test_ctrl_c_exits_130_with_how_to_resume(tmp_path):
-    path = write_matrix(tmp_path, {"dataset.n": 64, "attacks": {"pgd": {"eps": 0.03, "step": 0.005, "steps": 400}}})
+    # long enough (about a minute) that the signal always lands mid-compute, never after the run
+    path = write_matrix(tmp_path, {"dataset.n": 64, "attacks": {"pgd": {"eps": 0.03, "step": 0.005, "steps": 20000}}})
     out = tmp_path / "results"
     args = ["run", "--matrix", str(path), "--out", str(out), "--quiet"]
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], cwd=ROOT,
