@@ -52,3 +52,30 @@ def test_the_runner_scores_with_the_detectors_p_fake_rule(tmp_path):
     expected = 1 / (1 + math.exp(-0.5))  # sigmoid(0.5) = 0.6225; softmax would give 0.1824
     assert len(clean) >= 2 and all(abs(p - expected) < 2e-3 for p in clean["p_fake"])
     assert all(abs(p - expected) < 2e-3 for p in scored["p_fake_adv"])
+
+
+def test_the_official_pixel_walk_descends_the_detectors_own_p_fake():
+    """Regression: MSE(p_fake, 0) was taken on softmax for every detector. Here the two rules pull
+    the image in opposite directions: softmax p_fake = sigmoid(-m) falls as the mean m rises, the
+    sigmoid rule's p_fake = sigmoid(2m) falls as it drops."""
+    import torch
+
+    from attacks._official_pixel import OfficialSignWalk
+    from bench.types import Detector
+
+    class Opposed(Detector):
+        p_fake_rule = "sigmoid"
+
+        def __init__(self):
+            super().__init__(input_size=32)
+
+        def embed(self, xn):
+            return xn.mean(dim=(1, 2, 3)).unsqueeze(1)
+
+        def classify(self, xn):
+            m = self.embed(xn)[:, 0]
+            return torch.stack([3 * m, 2 * m], dim=1)
+
+    x = torch.full((2, 3, 32, 32), 0.5)
+    out = OfficialSignWalk(step=0.01, steps=3)(x, torch.ones(2, dtype=torch.long), Opposed().eval())
+    assert torch.allclose(out.adv01, torch.full_like(x, 0.47), atol=1e-6)  # three steps of 0.01 down
