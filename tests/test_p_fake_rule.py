@@ -61,17 +61,11 @@ def test_the_official_pixel_walk_descends_the_detectors_own_p_fake():
     import torch
 
     from attacks._official_pixel import OfficialSignWalk
-    from bench.types import Detector
 
-    class Opposed(Detector):
-        p_fake_rule = "sigmoid"
+    plugin: dict = {}
+    exec(SIGMOID_DETECTOR, plugin)  # the plugin's detector (sigmoid rule, embed = mean), other logits
 
-        def __init__(self):
-            super().__init__(input_size=32)
-
-        def embed(self, xn):
-            return xn.mean(dim=(1, 2, 3)).unsqueeze(1)
-
+    class Opposed(plugin["SigmoidScored"]):
         def classify(self, xn):
             m = self.embed(xn)[:, 0]
             return torch.stack([3 * m, 2 * m], dim=1)
