@@ -83,7 +83,7 @@ def loss_away_from_label(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return F.cross_entropy(logits.float(), labels)
 
 
-def loss_toward_real(logits: torch.Tensor) -> torch.Tensor:
+def loss_toward_real(logits: torch.Tensor, rule: str = "softmax") -> torch.Tensor:
     """The official Artifact-Eraser pixel loss, to be *descended*: ``MSE(p_fake, 0)``."""
-    p = p_fake_from_logits(logits)
+    p = p_fake_from_logits(logits, rule)  # the detector's own rule (Artifact-Eraser's RECCE: sigmoid)
     return F.mse_loss(p, torch.full_like(p, float(REAL)))

@@ -41,6 +41,7 @@ class OfficialSignWalk(Attack):
                  generator: torch.Generator | None = None,
                  reference: torch.Tensor | None = None) -> AttackOutput:
         model = TwoWayLogits(detector)
+        rule = getattr(detector, "p_fake_rule", "softmax")
         x0 = x01.detach()
         adv = x0.clone()
         momentum = torch.zeros_like(x0)
@@ -49,8 +50,8 @@ class OfficialSignWalk(Attack):
             for i in range(self.steps):
                 adv.requires_grad_(True)
                 logits = model(adv)
-                grad = grad_or_zero(loss_toward_real(logits), adv)
-                p = p_fake_from_logits(logits.detach())
+                grad = grad_or_zero(loss_toward_real(logits, rule), adv)
+                p = p_fake_from_logits(logits.detach(), rule)
                 if i == 0:
                     health.start(p)
                 health.step(p ** 2, grad, still_fake=p > 0.5)  # per-sample MSE(p_fake, 0)

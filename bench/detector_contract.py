@@ -31,7 +31,8 @@ def check_logits(name: str, logits: torch.Tensor, batch: int) -> torch.Tensor:
 
 def checked_p_fake(name: str, detector: torch.nn.Module, x01: torch.Tensor) -> torch.Tensor:
     """``p_fake`` of a batch, after checking the detector's logits against the contract."""
-    return p_fake_from_logits(check_logits(name, detector(x01), x01.shape[0]))
+    rule = getattr(detector, "p_fake_rule", "softmax")  # the checkpoint source's rule (RECCE from Artifact-Eraser: sigmoid)
+    return p_fake_from_logits(check_logits(name, detector(x01), x01.shape[0]), rule)
 
 
 def detector_name(detector: torch.nn.Module) -> str:

@@ -78,11 +78,13 @@ def package_version() -> str:
 
 
 def checkpoint_hashes(identity: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """option path -> {path, sha256} for every existing file a detector or attack option names."""
+    """option path -> {path, sha256} for every existing file a detector or attack option names,
+    and the metrics' weight files (IR-SE50, LPIPS trunk)."""
     from bench.store import checkpoint_files, sha256_file
 
-    specs = {kind: [{"label": s["label"], "kwargs": s["options"]} for s in identity[kind]]
-             for kind in ("detectors", "attacks")}
+    specs: dict[str, Any] = {kind: [{"label": s["label"], "kwargs": s["options"]} for s in identity[kind]]
+                             for kind in ("detectors", "attacks")}
+    specs["metrics"] = identity.get("metrics", {})  # checkpoint_files reads the metric weights from here
     return {where: {"path": path, "sha256": sha256_file(Path(path))}
             for where, path in checkpoint_files(specs).items()}
 

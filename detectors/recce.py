@@ -193,7 +193,7 @@ class RECCEDetector(Detector):
 
 
 
-@register_detector("recce", version="1", accepts=(RECCEDetector,), presets={"tiny": TINY, **source_presets("recce")})
+@register_detector("recce", version="2", accepts=(RECCEDetector,), presets={"tiny": TINY, **source_presets("recce")})
 def recce(checkpoint: str | None = None, trust_checkpoint: bool = False, strict: bool = True,
           source: str | None = None,
           **kwargs) -> RECCEDetector:

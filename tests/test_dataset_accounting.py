@@ -62,3 +62,26 @@ def test_irse50_and_lpips_trunk_are_hashed_and_checked(tmp_path, monkeypatch):
     files = checkpoint_files(cfg.resolved())
     assert files["metrics.identity_options.weights"] == str(tmp_path / "ir_se50.pth")
     assert files["metrics.lpips_trunk"] == str(trunk)
+
+
+def test_the_manifest_hashes_the_irse50_weights_a_run_used(tmp_path):
+    """Regression: the run's fingerprints hashed only detector and attack files, so a changed
+    model_ir_se50.pth went unnoticed by the manifest and by resume."""
+    import hashlib
+
+    import torch
+
+    from bench.models.irse import Backbone
+
+    weights = tmp_path / "model_ir_se50.pth"
+    torch.save(Backbone(112, 50, "ir_se", drop_ratio=0.6).state_dict(), weights)  # pSp's format: a bare state dict
+    data = yaml.safe_load(TINY_MATRIX.read_text())
+    data["attacks"] = {"fgsm": data["attacks"]["fgsm"]}
+    data["metrics"].update({"quality": ["tv"], "identity": "irse50", "identity_options": {"weights": str(weights)}})
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(data))
+    ran = run_cli("run", "--matrix", str(path), "--limit", "2", "--out", str(tmp_path / "r"), "--quiet", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    manifest = json.loads(next((tmp_path / "r").glob("tiny/*/manifest.json")).read_text())
+    assert manifest["fingerprints"]["checkpoints"]["metrics.identity_options.weights"] == {
+        "path": str(weights), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
