@@ -386,14 +386,15 @@ def _info_columns(shards: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
 
 
 def open_run(cfg: MatrixConfig, built: Built, out_root: Path, limit: int | None, fresh: bool = False,
-             allow_version_change: bool = False) -> RunStore:
+             allow_version_change: bool = False, identity: dict[str, Any] | None = None) -> RunStore:
     """The run folder of ``cfg``: created with its manifest, or an existing one checked for a safe
-    resume (versions, checkpoints, dataset) before any work, its render settings brought up to date."""
+    resume (versions, checkpoints, dataset) before any work, its render settings brought up to date.
+    ``identity``: ``run_identity(cfg, limit)`` when the caller has it already."""
     from bench.identity import attack_traits, fingerprints, identity_key, run_identity
     from bench.resume import check_resume
     from bench.store import git_commit, package_versions, run_id_of
 
-    identity = run_identity(cfg, limit)
+    identity = identity or run_identity(cfg, limit)
     current = fingerprints(identity, built.dataset, built.fakes, built.reals)
     config = {**cfg.resolved(), "limit": limit}
     manifest = {
@@ -443,7 +444,7 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
     is_main = ranks is None or ranks.is_main
 
     def open_store() -> RunStore:
-        store = open_run(cfg, built, Path(out_root), limit, fresh and is_main, allow_version_change)
+        store = open_run(cfg, built, Path(out_root), limit, fresh and is_main, allow_version_change, identity)
         adopt(store, settings, allow_compute_change, is_main=is_main)
         return store
 
@@ -451,7 +452,8 @@ def run_matrix(cfg: MatrixConfig, out_root: str | Path = "results", limit: int |
         built = build(cfg, limit, str(rank_device), quiet=quiet)
     else:  # rank 0 first: building may fill shared caches
         built = ranks.main_first(build, cfg, limit, str(rank_device), quiet=quiet)
-    root = run_root_of(Path(out_root), cfg.name, run_id_of(identity_key(run_identity(cfg, limit))))
+    identity = run_identity(cfg, limit)  # resolved once: the lock and the run folder share its id
+    root = run_root_of(Path(out_root), cfg.name, run_id_of(identity_key(identity)))
     # rank 0 alone creates, and so locks, the run folder
     with run_folder_lock(root) if is_main else contextlib.nullcontext():
         store = open_store() if ranks is None else ranks.main_first(open_store)
