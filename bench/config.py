@@ -79,6 +79,8 @@ class MatrixConfig:
     files: dict[str, Any] = field(default_factory=dict)  # path -> {what, where}: for missing-file messages
     threads: int | None = None  # intra-op CPU threads (None: bench/compute_settings.DEFAULT_THREADS)
     deterministic: bool = False  # PyTorch's deterministic kernels (bench/compute_settings.py)
+    # re-score every adversarial set (and the reals) after these operations (bench/postprocess.py)
+    postprocess: list[str] = field(default_factory=list)
     path: str = ""
 
     def resolved(self) -> dict[str, Any]:
@@ -172,7 +174,7 @@ def expand_env(value: Any, where: str = "", values: dict[str, str] | None = None
 
 _TOP_KEYS = {"name", "dataset", "detectors", "attacks", "metrics", "seed", "batch_size", "shard_size",
              "device", "limit", "sources", "prepare", "explain", "report", "files", "description", "threads",
-             "deterministic"}
+             "deterministic", "postprocess"}
 
 
 def _expect(cond: bool, path: Path, key: str, what: str, got: Any) -> None:
@@ -263,6 +265,17 @@ def parse_matrix(data: dict[str, Any], path: Path, values: dict[str, str] | None
         if key in data:
             _expect(isinstance(data[key], list), path, key, "a list", data[key])
             setattr(cfg, key, data[key])
+    if data.get("postprocess") is not None:
+        from bench.postprocess import validate_postprocess
+
+        names = data["postprocess"]
+        _expect(isinstance(names, list) and all(isinstance(n, str) for n in names), path, "postprocess",
+                "a list of operation names such as [jpeg75, resize0.5]", names)
+        try:
+            validate_postprocess(names)
+        except UserError as exc:
+            raise UserError(f"{path}: postprocess: {exc}") from None
+        cfg.postprocess = list(dict.fromkeys(names))
     for key in ("explain", "report", "files"):
         if key in data:
             _expect(isinstance(data[key], dict), path, key, "a mapping", data[key])

@@ -135,7 +135,7 @@ class Ranks:
     def execute(self, run) -> bool:
         """Compute this rank's share of the pending shards of ``run`` (a ``bench.runner.MatrixRun``);
         on rank 0 then wait for every rank and write the merged records. True on rank 0."""
-        if run.store.records_ok():  # finished: nothing to compute or merge (a re-render)
+        if run.finished():  # nothing to compute or merge (a re-render)
             return self.is_main
         if self.is_main:  # damaged or foreign shards are removed before anyone plans
             run.heal()
@@ -148,7 +148,7 @@ class Ranks:
         self.log(run.store, mine, str(run.built.device))
         self.barrier()
         if self.is_main:
-            run.store.write_records(run.merge())
+            run.write_merged()
         return self.is_main
 
     def log(self, store, jobs: list[str], device: str) -> None:

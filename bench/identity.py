@@ -5,8 +5,9 @@ and attacks with fully resolved options (preset expanded, every factory default 
 metric list and modes, seed, shard size, batch size (the statistical attacks match batch
 statistics), the sample limit and the sources. Its hash is the run id. Everything else in a
 matrix is a render setting (``RENDER_KEYS``: the report note, explain grids, bootstrap count,
-``files:`` help) or a run setting (``RUN_KEYS``: the device): changing those re-renders or
-resumes the same run.
+``files:`` help), a run setting (``RUN_KEYS``: the device) or an additive one
+(``ADDITIVE_KEYS``: post-processings, whose scores sit beside the others): changing those
+re-renders or resumes the same run (a new post-processing is scored on resume, nothing else).
 
 ``fingerprints`` are the facts about the inputs and code that the run id cannot see without
 reading them: each entry's declared ``version``, the package version, every checkpoint's sha256
@@ -26,6 +27,8 @@ from bench.config import MatrixConfig
 RENDER_KEYS = ("report", "explain", "files", "description")  # top-level keys that only change rendering
 RENDER_METRIC_KEYS = ("bootstrap",)  # metrics keys that only change rendering (interval resampling)
 RUN_KEYS = ("device", "path")  # how and where it runs, not what it computes
+# keys that only add scores beside the existing ones (a new post-processing is scored on resume)
+ADDITIVE_KEYS = ("postprocess",)
 
 
 def run_identity(cfg: MatrixConfig, limit: int | None) -> dict[str, Any]:
@@ -34,7 +37,7 @@ def run_identity(cfg: MatrixConfig, limit: int | None) -> dict[str, Any]:
     from bench.registry import ATTACKS, DETECTORS
 
     resolved = cfg.resolved()
-    identity = {k: v for k, v in resolved.items() if k not in RENDER_KEYS + RUN_KEYS}
+    identity = {k: v for k, v in resolved.items() if k not in RENDER_KEYS + RUN_KEYS + ADDITIVE_KEYS}
     identity["limit"] = limit
     identity["metrics"] = {k: v for k, v in resolved["metrics"].items() if k not in RENDER_METRIC_KEYS}
     identity["detectors"] = [

@@ -153,22 +153,44 @@ def _fmt(value, digits: int) -> str:
 
 
 def bolds_best(stem: str) -> bool:
-    """ASR tables bold their best (largest) value; quality and ablation tables mix directions."""
-    return not stem.startswith(("quality", "ablation"))
+    """ASR tables bold their best (largest) value; quality, ablation and detection tables mix
+    directions (a higher AUC is the detector's win, a lower one the attack's)."""
+    return not stem.startswith(("quality", "ablation", "detectors", "auc_", "under_attack"))
 
 
-def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "", note: str = "") -> list[Path]:
+def fold_intervals(frame: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """For reading: each column ``X`` with companions ``X lo`` / ``X hi`` becomes one text column
+    ``X [95 % CI]`` such as ``97.3 [95.1, 99.0]`` (CSV keeps the three numbers)."""
+    pairs = [c for c in frame.columns if f"{c} lo" in frame.columns and f"{c} hi" in frame.columns]
+    if not pairs:
+        return frame
+    out = frame.copy()
+    for c in pairs:
+        text = [_fmt(v, digits) if pd.isna(lo) else f"{_fmt(v, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
+                for v, lo, hi in zip(frame[c], frame[f"{c} lo"], frame[f"{c} hi"])]
+        out[c] = text
+        out = out.drop(columns=[f"{c} lo", f"{c} hi"])
+    return out
+
+
+def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "", note: str = "",
+                footnotes: list[str] | None = None) -> list[Path]:
+    """``note`` goes above the Markdown table, ``footnotes`` (n/a reasons) below it; LaTeX puts
+    both in the caption. CSV holds the numbers only."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    readable = fold_intervals(frame, _digits(stem))
     for fmt in FORMATS:
         path = folder / f"{stem}.{_EXT[fmt]}"
         if fmt == "csv":
             text = frame.to_csv(float_format="%.4f")
         elif fmt == "latex":
-            text = to_latex(frame, caption=" ".join(filter(None, (caption, note))), digits=_digits(stem),
+            text = to_latex(readable, caption=" ".join(filter(None, (caption, note, *(footnotes or [])))),
+                            digits=_digits(stem),
                             bold=bolds_best(stem))
         else:
-            text = (f"{note}\n\n" if note else "") + to_markdown(frame, digits=_digits(stem), bold=bolds_best(stem))
+            text = (f"{note}\n\n" if note else "") + to_markdown(readable, digits=_digits(stem), bold=bolds_best(stem))
+            text += "".join(f"\n{line}\n" for line in footnotes or [])
         atomic_write(path, lambda p, t=text: p.write_text(t))
         written.append(path)
     return written
@@ -216,11 +238,17 @@ def views(store: RunStore) -> dict[str, pd.DataFrame]:
 
 def titles(store: RunStore) -> dict[str, str]:
     """stem -> the table's title (a leaderboard's names its threat model and budget)."""
-    frames, named = _cached(store)
+    frames, named, _ = _cached(store)
     return {stem: named.get(stem, stem.replace("_", " ")) for stem in frames}
 
 
-def _cached(store: RunStore) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+def footnotes_of(store: RunStore) -> dict[str, list[str]]:
+    """stem -> the footnote lines of its n/a cells (reason and count), empty when none."""
+    frames, _, notes = _cached(store)
+    return {stem: list(notes.get(stem, [])) for stem in frames}
+
+
+def _cached(store: RunStore) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict[str, list[str]]]:
     if not store.records_path.is_file():
         store.records()  # raises the clear "no records yet" error
     stat = store.records_path.stat()
@@ -229,7 +257,8 @@ def _cached(store: RunStore) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
 
 
 @functools.lru_cache(maxsize=4)
-def _views(root: Path, mtime_ns: int, size: int, manifest_mtime_ns: int) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+def _views(root: Path, mtime_ns: int, size: int, manifest_mtime_ns: int
+           ) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict[str, list[str]]]:
     """All views from the run folder alone: records plus the manifest (render settings such as
     the bootstrap count, and the resolved options and traits stored when the run was computed)."""
     store = RunStore(root)
@@ -250,9 +279,19 @@ def _views(root: Path, mtime_ns: int, size: int, manifest_mtime_ns: int) -> tupl
     from bench.ablation import ablation_views
     from bench.metrics.quality_table import quality_views
 
-    out.update(quality_views(records, config, n_boot=n_boot))
+    from bench.detection_views import detection_views
+    from bench.metrics.quality_table import quality_footnotes
+
+    detection, detection_titles, notes = detection_views(records, store.scores(), config.get("postprocess") or [],
+                                                         n_boot)
+    out = {**detection, **out}  # the victims' clean performance first, as every reader expects
+    named.update(detection_titles)
+    quality = quality_views(records, config, n_boot=n_boot)
+    out.update(quality)
+    for stem in quality:
+        notes[stem] = quality_footnotes(records, paper=config.get("metrics", {}).get("mode", "paper") == "paper")
     out.update(ablation_views(records, manifest))
-    return out, named
+    return out, named, notes
 
 
 def is_leaderboard(stem: str) -> bool:
@@ -263,9 +302,9 @@ def render_tables(store: RunStore, quiet: bool = False) -> dict[str, pd.DataFram
     """tables/ (csv, tex, md) and figures/ (heatmaps, latent change) from the run folder."""
     tables = views(store)
     note = limit_note(store.manifest)
-    named = titles(store)
+    named, notes = titles(store), footnotes_of(store)
     for stem, frame in tables.items():
-        write_table(frame, store.tables_dir, stem, caption=named[stem], note=note)
+        write_table(frame, store.tables_dir, stem, caption=named[stem], note=note, footnotes=notes[stem])
         if stem.startswith("asr_") and stem != "asr_all":
             heatmap(frame, f"transfer ASR: {stem[4:]}", store.figures_dir / f"{stem}.png")
     from bench.ablation import latent_change_figures
@@ -277,14 +316,17 @@ def render_tables(store: RunStore, quiet: bool = False) -> dict[str, pd.DataFram
 def export(store: RunStore, fmt: str) -> str:
     """One document with every table of the run in the given format."""
     tables = views(store)
-    named = titles(store)
+    named, notes = titles(store), footnotes_of(store)
     manifest = store.manifest
     chunks = []
     for stem, frame in tables.items():
+        readable = fold_intervals(frame, _digits(stem))
         if fmt == "md":
-            chunks.append(f"### {named[stem]}\n\n{to_markdown(frame, _digits(stem), bolds_best(stem))}")
+            below = "".join(f"\n{line}\n" for line in notes[stem])
+            chunks.append(f"### {named[stem]}\n\n{to_markdown(readable, _digits(stem), bolds_best(stem))}{below}")
         elif fmt == "latex":
-            chunks.append(f"% {stem}\n{to_latex(frame, named[stem], _digits(stem), bolds_best(stem))}")
+            caption = " ".join([named[stem], *notes[stem]])
+            chunks.append(f"% {stem}\n{to_latex(readable, caption, _digits(stem), bolds_best(stem))}")
         else:
             chunks.append(f"# {named[stem]} ({stem})\n{frame.to_csv(float_format='%.4f')}")
     note = limit_note(manifest)
@@ -296,7 +338,7 @@ def export(store: RunStore, fmt: str) -> str:
 def render_benchmark_section(store: RunStore, section: str, note: str = "") -> str:
     """The Markdown block that BENCHMARK.md holds for one run (between section markers)."""
     tables = views(store)
-    named = titles(store)
+    named, notes = titles(store), footnotes_of(store)
     manifest = store.manifest
     lines = [f"## {section}", ""]
     if note:
@@ -306,6 +348,13 @@ def render_benchmark_section(store: RunStore, section: str, note: str = "") -> s
     lines += [f"Matrix `{manifest['matrix']}`, run `{manifest['run_id']}`, commit `{manifest['git_commit'][:12]}`, "
               f"torch {manifest['versions'].get('torch')}. Rendered by `bench export` from stored records; "
               "do not edit by hand.", ""]
+
+    def table(stem: str, title: str, frame: pd.DataFrame) -> list[str]:
+        body = to_markdown(fold_intervals(frame, _digits(stem)), _digits(stem), bolds_best(stem)).rstrip()
+        return [f"### {title}", "", body, "", *[line for note in notes[stem] for line in (note, "")]]
+
+    if "detectors" in tables:  # the victims' clean performance first: every number below is relative to it
+        lines += table("detectors", named["detectors"], tables["detectors"])
     for stem, frame in tables.items():  # one leaderboard per threat model, its budget in the title
         if is_leaderboard(stem):
             lines += [f"### {named[stem]}", "", to_markdown(frame).rstrip(), ""]
@@ -316,7 +365,9 @@ def render_benchmark_section(store: RunStore, section: str, note: str = "") -> s
             marked = marked_matrix(frame, cell_counts(tables["eligible"], stem[4:], frame))
             lines += [f"### Transfer ASR (%): {stem[4:]}", "", to_markdown(marked).rstrip(), ""]
         elif (stem.startswith(("quality", "ablation"))) and stem != "quality_ci":  # intervals stay in tables/
-            lines += [f"### {stem.replace('_', ' ')}", "", to_markdown(frame, _digits(stem), bolds_best(stem)).rstrip(), ""]
+            lines += table(stem, stem.replace("_", " "), frame)
+        elif stem == "auc_under_attack" or stem.startswith("postprocess_"):  # the long forms stay in tables/
+            lines += table(stem, named[stem], frame)
     return "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,7 @@ from bench.distributed import Ranks, compute_device
 from bench.errors import UserError
 from bench.held_warnings import release_warnings
 from bench.progress import progress_bar
+from bench.postprocess import apply_postprocess
 from bench.registry import create_attack, create_dataset, create_detector
 from bench.run_lock import run_folder_lock
 from bench.store import RunStore
@@ -130,6 +131,8 @@ class MatrixRun:
         self.cfg, self.built, self.store, self.quiet = cfg, built, store, quiet
         size = cfg.shard_size
         self.shards = [built.fakes[i:i + size] for i in range(0, len(built.fakes), size)]
+        # the reals are scored too (clean detector performance, AUC under attack), in their own shards
+        self.real_shards = [built.reals[i:i + size] for i in range(0, len(built.reals), size)]
         self.computed: list[tuple[str, ...]] = []  # shard keys computed by this process (for tests)
         self._quality = None
         self.versions = store.manifest.get("fingerprints", {}).get("entries", {})
@@ -149,10 +152,24 @@ class MatrixRun:
                 for attack in self.built.attacks:
                     keys += [(("adv", source, attack), "safetensors"), (("quality", source, attack), "parquet")]
                     keys += [(("score", source, attack, t), "parquet") for t in self.built.detectors]
+            keys += [(post_key(op, s, a, t), "parquet") for op in self.cfg.postprocess for s, a, t in self.cells()]
             for key, ext in keys:
                 if self.store.discard_if_damaged(key, k, ext, samples):
                     discarded.append("/".join(key) + f"/{k}")
+        for k, samples in enumerate(self.real_shards):
+            for key in self.real_keys():
+                if self.store.discard_if_damaged(key, k, "parquet", samples):
+                    discarded.append("/".join(key) + f"/{k}")
         return discarded
+
+    def cells(self) -> list[tuple[str, str, str]]:
+        """Every (source, attack, target) of the matrix."""
+        return [(s.label, a, t) for s in self.cfg.source_specs for a in self.built.attacks for t in self.built.detectors]
+
+    def real_keys(self, target: str | None = None) -> list[tuple[str, ...]]:
+        """The shard keys of the reals' scores: clean, and after each post-processing."""
+        targets = [target] if target else list(self.built.detectors)
+        return [key for t in targets for key in [("real", t), *(post_real_key(op, t) for op in self.cfg.postprocess)]]
 
     # -- helpers ---------------------------------------------------------------------------------
     def images(self, indices: list[int]) -> tuple[torch.Tensor, list]:
@@ -195,6 +212,9 @@ class MatrixRun:
             for k in range(len(self.shards)):
                 if not (pending_only and self.store.has(("clean", target), k, "parquet")):
                     jobs.append((f"clean {target} #{k}", lambda t=target, k=k: self.clean_shard(t, k)))
+            for k in range(len(self.real_shards)):
+                if not (pending_only and all(self.store.has(key, k, "parquet") for key in self.real_keys(target))):
+                    jobs.append((f"reals {target} #{k}", lambda t=target, k=k: self.real_shard(t, k)))
         for source in [s.label for s in self.cfg.source_specs]:
             for attack in self.built.attacks:
                 for k in range(len(self.shards)):
@@ -208,7 +228,9 @@ class MatrixRun:
         return (self.store.has(("adv", source, attack_label), k, "safetensors")
                 and (not needs_quality or self.store.has(("quality", source, attack_label), k, "parquet"))
                 and all(self.store.has(("score", source, attack_label, t), k, "parquet")
-                        for t in self.built.detectors))
+                        for t in self.built.detectors)
+                and all(self.store.has(post_key(op, source, attack_label, t), k, "parquet")
+                        for op in self.cfg.postprocess for t in self.built.detectors))
 
     def clean_shard(self, target: str, k: int) -> None:
         key = ("clean", target)
@@ -224,6 +246,26 @@ class MatrixRun:
         })
         self.store.write_frame(key, k, frame, self.shards[k], self.writer(f"detectors.{target}"))
         self.computed.append((*key, str(k)))
+
+    def real_shard(self, target: str, k: int) -> None:
+        """The target's scores of one shard of reals: as stored, and after each post-processing
+        (so that an AUC after JPEG compares post-processed reals with post-processed fakes)."""
+        indices = self.real_shards[k]
+        x = None
+        for key in self.real_keys(target):
+            if self.store.has(key, k, "parquet"):
+                continue
+            if x is None:
+                x, samples = self.images(indices)
+            op = key[1] if key[0] == "post_real" else None
+            scored = apply_postprocess(op, x) if op else x
+            frame = pd.DataFrame({"sample_index": indices, "p_fake": self.p_fake(self.built.detectors[target], scored)})
+            if op is None:
+                frame.insert(1, "sample_id", [s.id for s in samples])
+                frame.insert(2, "video_id", [s.video_id for s in samples])
+                frame.insert(3, "label", [int(s.label) for s in samples])
+            self.store.write_frame(key, k, frame, indices, self.writer(f"detectors.{target}"))
+            self.computed.append((*key, str(k)))
 
     def attack_shard(self, source: str, attack_label: str, k: int) -> None:
         adv_key = ("adv", source, attack_label)
@@ -248,6 +290,27 @@ class MatrixRun:
             self.store.write_frame(skey, k, frame, self.shards[k],
                                    self.writer(f"detectors.{source}", f"attacks.{attack_label}", f"detectors.{target}"))
             self.computed.append((*skey, str(k)))
+        self.score_postprocessed(source, attack_label, k, tensors)
+
+    def score_postprocessed(self, source: str, attack_label: str, k: int,
+                            tensors: dict[str, torch.Tensor] | None = None) -> None:
+        """Every target's score of the stored adversarial images after each post-processing
+        (real JPEG encoding, real resizing); the attack itself is never recomputed."""
+        for op in self.cfg.postprocess:
+            processed = None
+            for target in self.built.detectors:
+                key = post_key(op, source, attack_label, target)
+                if self.store.has(key, k, "parquet"):
+                    continue
+                if processed is None:
+                    tensors = tensors or self.store.read_tensors(("adv", source, attack_label), k)
+                    processed = apply_postprocess(op, dequantize(tensors["adv"]))
+                frame = pd.DataFrame({"sample_index": self.shards[k],
+                                      "p_fake_adv": self.p_fake(self.built.detectors[target], processed)})
+                self.store.write_frame(key, k, frame, self.shards[k],
+                                       self.writer(f"detectors.{source}", f"attacks.{attack_label}",
+                                                   f"detectors.{target}"))
+                self.computed.append((*key, str(k)))
 
     def generate(self, source: str, attack_label: str, k: int) -> None:
         attack = self.built.attacks[attack_label]
@@ -291,10 +354,19 @@ class MatrixRun:
     def execute(self) -> None:
         """Compute what is missing and merge; a run whose records are complete and intact
         (a rerun to re-render) touches no shard."""
-        if self.store.records_ok():
+        if self.finished():
             return
         self.heal()
         self.work(self.plan())
+        self.write_merged()
+
+    def finished(self) -> bool:
+        """Records intact and no shard missing (a post-processing added to the matrix since the
+        records were merged leaves shards to score)."""
+        return self.store.records_ok() and not self.plan(pending_only=True)
+
+    def write_merged(self) -> None:
+        self.store.write_scores(merge_real_scores(self.store))  # before the records: they mark the run done
         self.store.write_records(self.merge())
 
     def work(self, jobs: list[tuple[str, Callable[[], None]]]) -> None:
@@ -308,6 +380,46 @@ class MatrixRun:
     # -- merge -----------------------------------------------------------------------------------
     def merge(self) -> pd.DataFrame:
         return merge_records(self.store, lambda indices: self.images(indices)[0])
+
+
+def post_key(op: str, source: str, attack: str, target: str) -> tuple[str, ...]:
+    """Shard key of a target's scores of an adversarial set after the post-processing ``op``."""
+    return ("post", op, source, attack, target)
+
+
+def post_real_key(op: str, target: str) -> tuple[str, ...]:
+    return ("post_real", op, target)
+
+
+def postprocess_names(store: RunStore) -> list[str]:
+    """The post-processings of a run (an additive setting: the manifest's current config)."""
+    return list(store.manifest.get("config", {}).get("postprocess") or [])
+
+
+def merge_real_scores(store: RunStore) -> pd.DataFrame:
+    """Every target's scores of the clean evaluation set, reals and fakes: ``target, label,
+    sample_index, sample_id, video_id, p_fake`` and, for the reals, ``p_fake_post_<op>``."""
+    manifest = store.manifest
+    size = manifest["identity"]["shard_size"]
+    targets = [d["label"] for d in manifest["identity"]["detectors"]]
+    ops = postprocess_names(store)
+
+    def stacked(key, samples):
+        chunks = [samples[i:i + size] for i in range(0, len(samples), size)]
+        return pd.concat([store.read_frame(key, k, chunk) for k, chunk in enumerate(chunks)]) if chunks else None
+
+    out = []
+    for target in targets:
+        fakes = stacked(("clean", target), manifest["samples"]["fakes"])
+        reals = stacked(("real", target), manifest["samples"]["reals"])
+        if reals is not None:
+            for op in ops:
+                post = stacked(post_real_key(op, target), manifest["samples"]["reals"])
+                reals[f"p_fake_post_{op}"] = post.set_index("sample_index")["p_fake"].reindex(reals["sample_index"]).to_numpy()
+        frame = pd.concat([f for f in (reals, fakes) if f is not None], ignore_index=True)
+        frame.insert(0, "target", target)
+        out.append(frame)
+    return pd.concat(out, ignore_index=True)
 
 
 def merge_records(store: RunStore, originals: Callable[[list[int]], torch.Tensor] | None = None) -> pd.DataFrame:
@@ -339,6 +451,9 @@ def merge_records(store: RunStore, originals: Callable[[list[int]], torch.Tensor
             quality = frames(qkey) if store.has(qkey, 0, "parquet") else None
             for target in targets:
                 score = frames(("score", source, attack_label, target))
+                for op in postprocess_names(store):
+                    post = frames(post_key(op, source, attack_label, target)).set_index("sample_index")["p_fake_adv"]
+                    score[f"p_fake_adv_post_{op}"] = score["sample_index"].map(post).to_numpy(dtype=np.float64)
                 frame = clean[target].rename(columns={"p_fake": "p_fake_clean"}).merge(score, on="sample_index")
                 frame["p_fake_inversion"] = (frame["p_fake_inversion_image"] if trait["inversion_condition"]
                                              else frame["p_fake_clean"])

@@ -250,6 +250,22 @@ class RunStore:
         samples = sorted(set(frame["sample_index"].astype(int))) if "sample_index" in frame else []
         atomic_write(self.records_path, lambda p: write_frame_file(p, frame, samples, {}))
 
+    @property
+    def scores_path(self) -> Path:
+        return self.root / "scores.parquet"
+
+    def write_scores(self, frame: pd.DataFrame) -> None:
+        """Every target's scores of the clean evaluation set (reals and fakes), for the detector
+        table and the AUC under attack; written at merge, before the records."""
+        atomic_write(self.scores_path, lambda p: write_frame_file(p, frame, [], {}))
+
+    def scores(self) -> pd.DataFrame | None:
+        """The clean scores, or None for a run merged before they existed or a damaged file."""
+        try:
+            return read_frame_file(self.scores_path)
+        except (DamagedShard, OSError):
+            return None
+
     def records(self) -> pd.DataFrame:
         """The merged records, verified (checksum) and checked against the record schema."""
         from bench.types import validate_records

@@ -145,8 +145,10 @@ RECORD_COLUMNS: dict[str, str] = {
     "eligible": "flag", "inversion_fake": "flag", "success": "flag",
 }
 # measured once per (source, attack, sample): q_ quality metrics, info_ attack info (steps,
-# latent change, ...), budget_ the attack's budget as text
-RECORD_OPTIONAL_PREFIXES = ("q_", "info_", "budget_")
+# latent change, ...), budget_ the attack's budget as text; p_fake_adv_post_<op> the target's
+# score of the adversarial image after the post-processing <op> (``postprocess:``). A q_ metric
+# that could not be measured is NaN with a reason code in q_<metric>_reason.
+RECORD_OPTIONAL_PREFIXES = ("q_", "info_", "budget_", "p_fake_adv_post_")
 _KINDS = {"text": "OSUT", "integer": "iu", "number": "fiu", "flag": "b"}
 
 

@@ -11,6 +11,10 @@ tripped images it stored. Which image is compared with the adversarial follows t
 
 SSIM, PSNR and identity always compare with the original. Columns are ``q_<metric>`` for
 reference metrics and ``q_<metric>_orig`` / ``q_<metric>_adv`` for no-reference metrics.
+
+No silent numbers (``bench.metrics.unavailable``): ESNLE on an image with fewer 8x8 patches
+than its covariance has dimensions, and LPIPS without its AlexNet trunk, store NaN and a reason
+code in ``<column>_reason``; tables print n/a with a footnote.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from bench.config import MetricsSpec
 from bench.errors import UserError
 from bench.metrics.quality import esnle
+from bench.metrics.unavailable import esnle_half_strips_or_nan, esnle_or_nan
 from bench.progress import say
 from bench.registry import METRICS, UnknownNameError
 from bench.types import Attack
@@ -66,9 +71,12 @@ class QualityMeter:
             if metric.needs_reference:
                 reference = lpips_reference if name == "lpips" else orig01
                 columns[f"q_{name}"] = _np(metric(adv01, reference))
-            elif name == "esnle" and paper:
-                columns["q_esnle_orig"] = _np(esnle_half_strips(orig01))
-                columns["q_esnle_adv"] = _np(esnle_half_strips(adv01))
+                if name == "lpips":
+                    columns["q_lpips_reason"] = np.where(np.isnan(columns["q_lpips"]), "lpips_no_trunk", "").astype(object)
+            elif name == "esnle":
+                estimate = esnle_half_strips_or_nan if paper else esnle_or_nan
+                for which, images in (("orig", orig01), ("adv", adv01)):
+                    columns[f"q_esnle_{which}"], columns[f"q_esnle_{which}_reason"] = estimate(images)
             else:
                 columns[f"q_{name}_orig"] = _np(metric(orig01))
                 columns[f"q_{name}_adv"] = _np(metric(adv01))

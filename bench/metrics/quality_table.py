@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics.stats import bootstrap_ci
+from bench.metrics.unavailable import footnotes
 
 # record column -> table column, in the paper's order
 COLUMNS = [
@@ -95,6 +96,16 @@ def quality_rows(records: pd.DataFrame, subset: str, n_boot: int = 1000,
     table = pd.DataFrame(rows).set_index(["source", "attack"]) if rows else pd.DataFrame()
     intervals = pd.DataFrame(cis, columns=[*CI_INDEX, "mean", "lo", "hi", "videos"])
     return table, intervals
+
+
+def quality_footnotes(records: pd.DataFrame, paper: bool) -> list[str]:
+    """The n/a footnotes of the quality table: per metric, how many of the aggregated samples
+    (white-box; in paper mode the successful ones) could not be measured, and why."""
+    chosen = records[records["source"] == records["target"]]
+    if paper:
+        chosen = chosen[chosen["success"].astype(bool)]
+    columns = {FILE_ESNLE[c] if paper and FILE_ESNLE.get(c) in chosen else c: title for c, title in COLUMNS}
+    return footnotes(chosen, columns)
 
 
 def quality_views(records: pd.DataFrame, config: dict, n_boot: int = 1000) -> dict[str, pd.DataFrame]:
