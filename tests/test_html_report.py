@@ -50,13 +50,14 @@ def tiny_page(tiny_copy):
 def test_every_view_is_a_table_in_its_section(tiny_copy, tiny_page):
     page = Page(tiny_page[1])
     stems = set(views(tiny_copy))
-    assert stems == {"asr_all", "leaderboard_linf_0.035", "asr_fgsm", "asr_pgd", "asr_mifgsm", "eligible", "quality",
-                     "quality_ci"}
+    assert stems == {"detectors", "auc_under_attack", "under_attack", "asr_all", "leaderboard_linf_0.035", "asr_fgsm",
+                     "asr_pgd", "asr_mifgsm", "eligible", "quality", "quality_ci"}
     assert set(page.views) == stems
     sections = {stem: table.section for stem, table in page.views.items()}
-    assert sections == {"leaderboard_linf_0.035": "leaderboards", "asr_fgsm": "matrices", "asr_pgd": "matrices",
+    assert sections == {"detectors": "detectors", "auc_under_attack": "detectors", "under_attack": "detectors",
+                        "leaderboard_linf_0.035": "leaderboards", "asr_fgsm": "matrices", "asr_pgd": "matrices",
                         "asr_mifgsm": "matrices", "asr_all": "matrices", "eligible": "matrices", "quality": "quality", "quality_ci": "quality"}
-    assert page.sections == ["leaderboards", "matrices", "quality", "explanations", "ablations"]
+    assert page.sections == ["detectors", "leaderboards", "matrices", "quality", "explanations", "ablations"]
     board = page.table("leaderboard_linf_0.035")
     assert board.header[:6] == ["attack", "kind", "budget", "white-box ASR", "transfer ASR", "n"]
     assert [row[0] for row in board.rows] == list(views(tiny_copy)["leaderboard_linf_0.035"].index)
@@ -90,7 +91,10 @@ def test_quality_na_cells_have_a_footnote(tiny_page):
     lpips = quality.header.index("LPIPS")
     assert all(row[lpips].startswith("n/a") for row in quality.rows)  # no AlexNet trunk in the tests
     assert all(not row[quality.header.index("SSIM")].startswith("n/a") for row in quality.rows)
-    assert "LPIPS: no sample of this run has a value" in page.texts["t-quality-n1"]
+    notes = " ".join(text for key, text in page.texts.items() if key.startswith("t-quality-n"))
+    # the reasons stored per sample, with their counts (32 px frames: too small for ESNLE)
+    assert "LPIPS: n/a for 89 of 89 samples (lpips_no_trunk" in notes
+    assert "ESNLE adv: n/a for 89 of 89 samples (esnle_too_few_patches" in notes
 
 
 def test_explanation_grid_and_other_figures_are_embedded(tiny_page):

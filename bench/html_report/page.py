@@ -72,13 +72,14 @@ def extra_blocks(manifest: dict) -> dict[str, dict]:
 
 
 def table_sections(store: RunStore, budget: ImageBudget, mode: str) -> dict[str, Section]:
-    from bench.report import heatmap, titles, views
+    from bench.report import footnotes_of, heatmap, titles, views
 
     sections = {sid: Section(sid, heading) for sid, heading, _ in SECTIONS}
     named = titles(store)  # the views' own titles (a leaderboard's carries its budget)
+    recorded = footnotes_of(store)  # n/a reasons stored per sample
     with tempfile.TemporaryDirectory() as scratch:
         for stem, frame in views(store).items():
-            item = Item(build_table(stem, frame, mode))
+            item = Item(build_table(stem, frame, mode, recorded.get(stem)))
             if stem.startswith("leaderboard") and stem in named:
                 item.table.title = named[stem]
             if is_matrix(frame):

@@ -24,7 +24,7 @@ LONG_FORM_ROWS = 40
 
 # (section id, heading, stem prefixes), in page order; the last one catches every other stem
 SECTIONS = [
-    ("detectors", "Detectors", ("detector", "clean")),
+    ("detectors", "Detectors, clean and under attack", ("detector", "clean", "auc_", "under_attack", "postprocess")),
     ("leaderboards", "Leaderboards", ("leaderboard",)),
     ("matrices", "Transfer ASR", ("asr", "eligible")),
     ("quality", "Image quality and identity", ("quality", "identity")),
@@ -138,8 +138,14 @@ def _is_float(value) -> bool:
     return isinstance(value, (float, np.floating))
 
 
-def na_reason(row: dict, column: str, frame: pd.DataFrame, stem: str, mode: str) -> str:
-    """Why one cell of a view has no value, as precisely as the view itself can tell."""
+def na_reason(row: dict, column: str, frame: pd.DataFrame, stem: str, mode: str,
+              recorded: list[str] | None = None) -> str:
+    """Why one cell of a view has no value: the stored reason codes when the records have them
+    (``recorded``: the view's footnotes, ``"<column>: n/a for ... (<code>: ...)"``), otherwise as
+    precisely as the view itself can tell."""
+    stated = [line for line in recorded or [] if line.startswith(f"{column}: ")]
+    if stated:
+        return " ".join(stated)
     if "n" in frame.columns and _is_int(row.get("n")) and int(row["n"]) == 0:
         chosen = "successful" if mode == "paper" or stem.endswith("success") else "attacked"
         return f"n = 0: this row has no {chosen} sample to average."
@@ -153,7 +159,7 @@ def na_reason(row: dict, column: str, frame: pd.DataFrame, stem: str, mode: str)
     return f"{column}: no sample of this row has a value."
 
 
-def build_table(stem: str, frame: pd.DataFrame, mode: str = "paper") -> Table:
+def build_table(stem: str, frame: pd.DataFrame, mode: str = "paper", recorded: list[str] | None = None) -> Table:
     coloured = is_matrix(frame)
     index_names = [n for n in frame.index.names if n is not None]
     flat = frame.reset_index() if index_names else frame.copy()
@@ -173,7 +179,7 @@ def build_table(stem: str, frame: pd.DataFrame, mode: str = "paper") -> Table:
             if i < n_index:
                 cells.append(Cell(str(value), str(value), header=True))
             elif _is_float(value) and math.isnan(value):
-                reason = na_reason(row, column, flat, stem, mode)
+                reason = na_reason(row, column, flat, stem, mode, recorded)
                 if reason not in notes:
                     notes.append(reason)
                 cells.append(Cell("n/a", "", note=notes.index(reason) + 1))
