@@ -90,7 +90,7 @@ def test_default_is_one_thread_recorded_in_the_manifest_and_every_shard(tiny_run
     assert {k: manifest["compute"][k] for k in expected} == expected
     assert manifest["compute"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     shards = _shards(tiny_run.root)
-    assert len(shards) == 8 + 24 + 24 + 48  # clean, adv, quality, 2 targets x score
+    assert len(shards) == 8 + 8 + 24 + 24 + 48  # clean, reals, adv, quality, 2 targets x score
     assert {p.suffix for p in shards} == {".parquet", ".safetensors"}
     assert all(read_stamp(p) == expected for p in shards)
     # the stamp does not disturb the frames' contents
@@ -135,7 +135,7 @@ def test_resume_under_another_thread_count_is_refused_then_recomputed_on_request
                       .replace("  mifgsm: {eps: 0.035, step: 0.01, steps: 6}\n", ""))
     first = run_matrix(load_matrix(str(matrix)), out_root=tmp_path, quiet=True)
     before, records = {p: p.stat().st_mtime_ns for p in _shards(first.root)}, first.records()
-    assert len(before) == 2 + 2 * (1 + 1 + 2)
+    assert len(before) == 2 + 2 + 2 * (1 + 1 + 2)  # clean, reals, 2 sources x (adv, quality, 2 scores)
     refused = run_cli("run", "--matrix", str(matrix), "--out", str(tmp_path), "--quiet", "--threads", "2", env=ENV)
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("error: "), refused.stderr

@@ -17,8 +17,9 @@ from bench.errors import UserError
 from bench.runner import MatrixRun, build, open_run
 from bench.store import RunStore
 
-# the tiny matrix: 16 fakes in shards of 4 -> 2 targets x 4 clean jobs + 2 sources x 3 attacks x 4 units
-TINY_JOBS = 2 * 4 + 2 * 3 * 4
+# the tiny matrix: 16 fakes and 16 reals in shards of 4 -> 2 targets x (4 clean + 4 real) jobs
+# + 2 sources x 3 attacks x 4 units
+TINY_JOBS = 2 * (4 + 4) + 2 * 3 * 4
 
 
 def test_share_is_a_disjoint_balanced_cover():
@@ -64,8 +65,8 @@ def test_three_way_split_computes_each_shard_once_and_merges_identically(tiny_ru
         computed.append(set(run.computed))
         assert len(run.plan(pending_only=True)) == TINY_JOBS - sum(len(share(pending, r, 3)) for r in range(rank + 1))
     assert not (computed[0] & computed[1]) and not (computed[0] & computed[2]) and not (computed[1] & computed[2])
-    # every shard file: 8 clean + 24 adv + 24 x 2 targets score
-    assert sum(map(len, computed)) == 8 + 24 + 24 + 48  # clean, adv, quality, 2 targets x score
+    # every shard file: 8 clean + 8 reals + 24 adv + 24 quality + 24 x 2 targets score
+    assert sum(map(len, computed)) == 8 + 8 + 24 + 24 + 48
     merged = MatrixRun(cfg, built, store).merge()
     pd.testing.assert_frame_equal(merged, tiny_run.records())
 
