@@ -392,7 +392,8 @@ def merge_records(store: RunStore, originals: Callable[[list[int]], torch.Tensor
                 if quality is not None:
                     frame = frame.merge(quality, on="sample_index", how="left")
                     paper = identity["metrics"]["mode"] == "paper"
-                    if originals is not None and target == source and paper and "q_esnle_orig" in quality:
+                    own_set = target == source or source == ENSEMBLE  # the rows graded by the set's own grader
+                    if originals is not None and own_set and paper and "q_esnle_orig" in quality:
                         from bench.metrics.file_esnle import file_esnle_columns, stored_images
 
                         per_file = file_esnle_columns(frame, originals, stored_images(adv_shards))
