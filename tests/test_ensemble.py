@@ -14,7 +14,7 @@ from bench.config import load_matrix
 from bench.ensemble import ENSEMBLE, ensemble_set, leave_one_out, left_out
 from bench.runner import MatrixRun, build, dequantize, merge_records, open_run
 from bench.store import RunStore
-from bench.types import Detector, p_fake_from_logits
+from bench.types import Attack, AttackOutput, Detector, p_fake_from_logits
 
 # three detectors that disagree (so a set read for the wrong target would show), two attacks
 THREE = {
@@ -243,3 +243,36 @@ def test_the_eraser_walks_against_the_ensemble_without_calling_the_left_out_targ
         p_inv, p_adv = ens.p_fake(out.info["inversion"]), ens.p_fake(out.adv01)
     assert (p_adv < p_inv - 0.05).all(), (p_inv, p_adv)  # about 0.15 -> 0.08
     assert out.info["p_fake_inversion_check"].shape == (4,)
+
+
+class LatentStub(Attack):
+    """A latent attack in shape only: an 'inversion' (the image darkened) and the official
+    re-inversion grade of the white-box source, a constant that no detector would give."""
+
+    is_latent = True
+    CHECK = 0.123
+
+    def __call__(self, x01, labels, detector, generator=None, reference=None):
+        with torch.no_grad():
+            detector(x01)  # it does see its surrogate
+        return AttackOutput(x01 * 0.5, {"inversion": x01 * 0.8,
+                                        "p_fake_inversion_check": torch.full((len(x01),), self.CHECK)})
+
+
+def test_the_ensemble_row_grades_the_inversion_with_its_target(tmp_path):
+    data = {**yaml.safe_load(TINY_MATRIX.read_text()), "ensemble": "leave-one-out", "attacks": {"fgsm": {}}}
+    cfg = load_matrix(str(write(tmp_path, data)))
+    built = build(cfg, limit=4, device="cpu")
+    built.attacks = {"fgsm": LatentStub()}  # under a registered label, so the traits are stored
+    run = MatrixRun(cfg, built, open_run(cfg, built, tmp_path / "out", 4), quiet=True)
+    run.execute()
+    records = run.store.records()
+    white = records[records.source == records.target]
+    assert white["p_fake_inversion"].to_numpy() == pytest.approx(LatentStub.CHECK)  # the white-box special case
+    for target in ("checker", "laplace"):
+        rows = records[(records.source == ENSEMBLE) & (records.target == target)].sort_values("sample_index")
+        inversion = dequantize(run.store.read_tensors(("adv", ensemble_set(target), "fgsm"), 0)["inversion"])
+        with torch.no_grad():
+            expected = built.detectors[target].p_fake(inversion).double().numpy()
+        assert abs(rows["p_fake_inversion"].to_numpy() - expected).max() < 1e-6
+        assert (abs(rows["p_fake_inversion"] - LatentStub.CHECK) > 1e-3).all()
