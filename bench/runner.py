@@ -5,7 +5,10 @@ quality measured once, and it is then scored on every target detector; clean ima
 once per target. Every unit of work is a shard of ``shard_size`` fake samples written atomically
 by ``RunStore``; a shard that exists is never recomputed, so a killed run resumes where it stopped.
 Per-shard random seeds derive from (seed, source, attack, shard index), never from the order of
-work, so a resumed run gives the same numbers as an uninterrupted one.
+work, so a resumed run gives the same numbers as an uninterrupted one. With ``ensemble:`` each
+attack also gets one set per target t made against the other detectors (``bench/ensemble.py``),
+internally the source ``ensemble-for-<t>``, seeded from (seed, "ensemble", attack, t, shard
+index) and scored on t alone.
 
 This is the compute stage of ``bench run`` (load -> prepare -> compute -> render): it ends with
 the merged records and the manifest; everything shown is rendered from those by ``bench.render``.
