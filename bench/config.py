@@ -73,6 +73,7 @@ class MatrixConfig:
     device: str = "auto"
     limit: int | None = None  # max fake samples attacked (None = all)
     sources: list[str] | None = None  # detectors used as attack sources (default: all)
+    ensemble: str | None = None  # "leave-one-out": an extra source row per attack (bench/ensemble.py)
     prepare: list[str] = field(default_factory=list)  # hooks run before the matrix is built
     explain: dict[str, Any] = field(default_factory=dict)  # {n: 4} renders grids after the run
     report: dict[str, Any] = field(default_factory=dict)  # {benchmark_section: demo, note: ...}
@@ -91,6 +92,8 @@ class MatrixConfig:
         # resume under other ones is refused instead of silently starting another run
         data.pop("threads")
         data.pop("deterministic")
+        if data["ensemble"] is None:
+            data.pop("ensemble")  # off: the identity (and run id) of a matrix without the key is unchanged
         return data
 
     @property
@@ -174,7 +177,7 @@ def expand_env(value: Any, where: str = "", values: dict[str, str] | None = None
 
 _TOP_KEYS = {"name", "dataset", "detectors", "attacks", "metrics", "seed", "batch_size", "shard_size",
              "device", "limit", "sources", "prepare", "explain", "report", "files", "description", "threads",
-             "deterministic", "postprocess"}
+             "deterministic", "postprocess", "ensemble"}
 
 
 def _expect(cond: bool, path: Path, key: str, what: str, got: Any) -> None:
@@ -194,6 +197,20 @@ def _components(raw: Any, path: Path, key: str, registry_key: str) -> list[Compo
         _expect(isinstance(name, str), path, f"{key}.{label}.{registry_key}", "a registry name", name)
         specs.append(ComponentSpec(str(label), name, kwargs))
     return specs
+
+
+def _ensemble(value: Any, detectors: list[ComponentSpec], path: Path) -> str:
+    """The ``ensemble:`` mode, checked: a known mode, at least two detectors (the ensemble for a
+    target is the others), no detector named like the ensemble's row."""
+    from bench.ensemble import ENSEMBLE_MODES, reserved_label
+
+    _expect(value in ENSEMBLE_MODES, path, "ensemble", f"one of {', '.join(ENSEMBLE_MODES)} (or absent)", value)
+    _expect(len(detectors) >= 2, path, "ensemble",
+            "used with at least two detectors (the ensemble for a target is every other detector)", value)
+    clash = [d.label for d in detectors if reserved_label(d.label)]
+    _expect(not clash, path, f"detectors.{clash[0] if clash else ''}",
+            "renamed: the ensemble row uses that name (ensemble: on)", clash[0] if clash else None)
+    return value
 
 
 def parse_matrix(data: dict[str, Any], path: Path, values: dict[str, str] | None = None,
@@ -261,6 +278,8 @@ def parse_matrix(data: dict[str, Any], path: Path, values: dict[str, str] | None
         _expect(isinstance(data["sources"], list) and all(s in labels for s in data["sources"]), path,
                 "sources", f"a list of detector names among {labels}", data["sources"])
         cfg.sources = data["sources"]
+    if data.get("ensemble") is not None:
+        cfg.ensemble = _ensemble(data["ensemble"], cfg.detectors, path)
     for key in ("prepare",):
         if key in data:
             _expect(isinstance(data[key], list), path, key, "a list", data[key])

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bench.ensemble import ENSEMBLE
 from bench.errors import UserError
 from bench.progress import say
 from bench.registry import create_dataset, create_detector
@@ -78,7 +79,8 @@ def explain_run(store: RunStore, source: str | None = None, attack: str | list[s
 
     config = store.manifest["config"]
     records = store.records()
-    sources = [source] if source else list(dict.fromkeys(records["source"]))
+    # the ensemble row has no white-box rows to pick from (its sets are graded by other detectors)
+    sources = [source] if source else [s for s in dict.fromkeys(records["source"]) if s != ENSEMBLE]
     wanted_attacks = [attack] if isinstance(attack, str) else attack
     attacks = wanted_attacks or list(dict.fromkeys(records["attack"]))
     for name, chosen, known in (("source", [source] if source else [], set(records["source"])),

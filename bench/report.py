@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.ensemble import ENSEMBLE
 from bench.metrics.asr import asr_table
 from bench.sample_counts import FOOTNOTE, cell_counts, eligible_table, leaderboard_counts, limit_note, marked_matrix
 from bench.store import RunStore, atomic_write, safe_part
@@ -31,7 +32,7 @@ def asr_long(records: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
 def asr_matrix(long: pd.DataFrame, attack: str) -> pd.DataFrame:
     """Source x target ASR (%) for one attack; rows are sources, columns targets."""
     sub = long[long["attack"] == attack]
-    order_s = list(dict.fromkeys(sub["source"]))
+    order_s = sorted(dict.fromkeys(sub["source"]), key=lambda s: s == ENSEMBLE)  # the ensemble row last
     order_t = list(dict.fromkeys(sub["target"]))
     matrix = sub.pivot(index="source", columns="target", values="asr").loc[order_s, order_t]
     matrix.index.name, matrix.columns.name = "source \\ target", None
@@ -277,10 +278,8 @@ def _views(root: Path, mtime_ns: int, size: int, manifest_mtime_ns: int
         out[f"asr_{safe_part(attack)}"] = asr_matrix(long, attack)
         named[f"asr_{safe_part(attack)}"] = f"Transfer ASR (%): {attack}"
     from bench.ablation import ablation_views
-    from bench.metrics.quality_table import quality_views
-
     from bench.detection_views import detection_views
-    from bench.metrics.quality_table import quality_footnotes
+    from bench.metrics.quality_table import quality_footnotes, quality_views
 
     detection, detection_titles, notes = detection_views(records, store.scores(), config.get("postprocess") or [],
                                                          n_boot)

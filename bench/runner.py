@@ -5,7 +5,10 @@ quality measured once, and it is then scored on every target detector; clean ima
 once per target. Every unit of work is a shard of ``shard_size`` fake samples written atomically
 by ``RunStore``; a shard that exists is never recomputed, so a killed run resumes where it stopped.
 Per-shard random seeds derive from (seed, source, attack, shard index), never from the order of
-work, so a resumed run gives the same numbers as an uninterrupted one.
+work, so a resumed run gives the same numbers as an uninterrupted one. With ``ensemble:`` each
+attack also gets one set per target t made against the other detectors (``bench/ensemble.py``),
+internally the source ``ensemble-for-<t>``, seeded from (seed, "ensemble", attack, t, shard
+index) and scored on t alone.
 
 This is the compute stage of ``bench run`` (load -> prepare -> compute -> render): it ends with
 the merged records and the manifest; everything shown is rendered from those by ``bench.render``.
@@ -31,10 +34,11 @@ from torch import nn
 from bench.config import MatrixConfig, validate_names
 from bench.detector_contract import checked_p_fake, probe_detectors
 from bench.distributed import Ranks, compute_device
+from bench.ensemble import ENSEMBLE, adversarial_sets, leave_one_out, left_out
 from bench.errors import UserError
 from bench.held_warnings import release_warnings
-from bench.progress import progress_bar
 from bench.postprocess import apply_postprocess
+from bench.progress import progress_bar
 from bench.registry import create_attack, create_dataset, create_detector
 from bench.run_lock import run_folder_lock
 from bench.store import RunStore
@@ -148,11 +152,12 @@ class MatrixRun:
         discarded = []
         for k, samples in enumerate(self.shards):
             keys = [(("clean", t), "parquet") for t in self.built.detectors]
-            for source in [s.label for s in self.cfg.source_specs]:
+            for source in self.set_sources():
                 for attack in self.built.attacks:
                     keys += [(("adv", source, attack), "safetensors"), (("quality", source, attack), "parquet")]
-                    keys += [(("score", source, attack, t), "parquet") for t in self.built.detectors]
-            keys += [(post_key(op, s, a, t), "parquet") for op in self.cfg.postprocess for s, a, t in self.cells()]
+                    keys += [(("score", source, attack, t), "parquet") for t in self.targets_of(source)]
+                    keys += [(post_key(op, source, attack, t), "parquet") for op in self.cfg.postprocess
+                             for t in self.targets_of(source)]
             for key, ext in keys:
                 if self.store.discard_if_damaged(key, k, ext, samples):
                     discarded.append("/".join(key) + f"/{k}")
@@ -161,10 +166,6 @@ class MatrixRun:
                 if self.store.discard_if_damaged(key, k, "parquet", samples):
                     discarded.append("/".join(key) + f"/{k}")
         return discarded
-
-    def cells(self) -> list[tuple[str, str, str]]:
-        """Every (source, attack, target) of the matrix."""
-        return [(s.label, a, t) for s in self.cfg.source_specs for a in self.built.attacks for t in self.built.detectors]
 
     def real_keys(self, target: str | None = None) -> list[tuple[str, ...]]:
         """The shard keys of the reals' scores: clean, and after each post-processing."""
@@ -203,6 +204,38 @@ class MatrixRun:
             self._quality = QualityMeter(self.cfg.metrics, self.built.device, quiet=self.quiet)
         return self._quality
 
+    # -- the adversarial sets: who makes each and who scores it (bench/ensemble.py) ---------------
+    def set_sources(self) -> list[str]:
+        """The sources of the run's adversarial sets: the source detectors, then (``ensemble:``)
+        ``ensemble_set(t)`` for every target ``t``."""
+        targets = list(self.built.detectors)
+        return [made for _, made, _ in adversarial_sets([s.label for s in self.cfg.source_specs], targets,
+                                                         self.cfg.ensemble)]
+
+    def targets_of(self, source: str) -> list[str]:
+        """The targets that score ``source``'s set: all, or for an ensemble set only the one left out."""
+        target = self.left_out(source)
+        return list(self.built.detectors) if target is None else [target]
+
+    def surrogate(self, source: str) -> Detector:
+        """The module an attack runs against for ``source``'s set."""
+        target = self.left_out(source)
+        return self.built.detectors[source] if target is None else leave_one_out(self.built.detectors, target)
+
+    def made_by(self, source: str) -> list[str]:
+        """The entries (for ``writer``) of the detectors that made ``source``'s set."""
+        target = self.left_out(source)
+        return [f"detectors.{d}" for d in self.built.detectors if (d != target if target else d == source)]
+
+    def seed_parts(self, source: str, attack_label: str) -> tuple[str, ...]:
+        """What a set's per-shard seeds derive from (with the run seed and the shard index)."""
+        target = self.left_out(source)
+        return (source, attack_label) if target is None else (ENSEMBLE, attack_label, target)
+
+    def left_out(self, source: str) -> str | None:
+        """The target an ensemble set was made for; None for a detector's set."""
+        return left_out(source) if self.cfg.ensemble else None
+
     # -- the passes ------------------------------------------------------------------------------
     def plan(self, pending_only: bool = False) -> list[tuple[str, Callable[[], None]]]:
         """Every shard job in execution order, as (key, thunk); done shards are skipped inside.
@@ -215,7 +248,7 @@ class MatrixRun:
             for k in range(len(self.real_shards)):
                 if not (pending_only and all(self.store.has(key, k, "parquet") for key in self.real_keys(target))):
                     jobs.append((f"reals {target} #{k}", lambda t=target, k=k: self.real_shard(t, k)))
-        for source in [s.label for s in self.cfg.source_specs]:
+        for source in self.set_sources():
             for attack in self.built.attacks:
                 for k in range(len(self.shards)):
                     if not (pending_only and self.attack_done(source, attack, k)):
@@ -228,9 +261,9 @@ class MatrixRun:
         return (self.store.has(("adv", source, attack_label), k, "safetensors")
                 and (not needs_quality or self.store.has(("quality", source, attack_label), k, "parquet"))
                 and all(self.store.has(("score", source, attack_label, t), k, "parquet")
-                        for t in self.built.detectors)
+                        for t in self.targets_of(source))
                 and all(self.store.has(post_key(op, source, attack_label, t), k, "parquet")
-                        for op in self.cfg.postprocess for t in self.built.detectors))
+                        for op in self.cfg.postprocess for t in self.targets_of(source)))
 
     def clean_shard(self, target: str, k: int) -> None:
         key = ("clean", target)
@@ -277,7 +310,7 @@ class MatrixRun:
             if not self.store.has(qkey, k, "parquet"):
                 tensors = self.store.read_tensors(adv_key, k)
                 self.measure(source, attack_label, k, tensors)
-        for target in self.built.detectors:
+        for target in self.targets_of(source):
             skey = ("score", source, attack_label, target)
             if self.store.has(skey, k, "parquet"):
                 continue
@@ -288,7 +321,7 @@ class MatrixRun:
             if "inversion" in tensors:
                 frame["p_fake_inversion_image"] = self.p_fake(det, dequantize(tensors["inversion"]))
             self.store.write_frame(skey, k, frame, self.shards[k],
-                                   self.writer(f"detectors.{source}", f"attacks.{attack_label}", f"detectors.{target}"))
+                                   self.writer(*self.made_by(source), f"attacks.{attack_label}", f"detectors.{target}"))
             self.computed.append((*skey, str(k)))
         self.score_postprocessed(source, attack_label, k, tensors)
 
@@ -298,7 +331,7 @@ class MatrixRun:
         (real JPEG encoding, real resizing); the attack itself is never recomputed."""
         for op in self.cfg.postprocess:
             processed = None
-            for target in self.built.detectors:
+            for target in self.targets_of(source):
                 key = post_key(op, source, attack_label, target)
                 if self.store.has(key, k, "parquet"):
                     continue
@@ -308,17 +341,17 @@ class MatrixRun:
                 frame = pd.DataFrame({"sample_index": self.shards[k],
                                       "p_fake_adv": self.p_fake(self.built.detectors[target], processed)})
                 self.store.write_frame(key, k, frame, self.shards[k],
-                                       self.writer(f"detectors.{source}", f"attacks.{attack_label}",
+                                       self.writer(*self.made_by(source), f"attacks.{attack_label}",
                                                    f"detectors.{target}"))
                 self.computed.append((*key, str(k)))
 
     def generate(self, source: str, attack_label: str, k: int) -> None:
         attack = self.built.attacks[attack_label]
-        detector = self.built.detectors[source]
+        detector = self.surrogate(source)
         x, samples = self.images(self.shards[k])
         labels = torch.tensor([int(s.label) for s in samples])
         reference = self.reference_for(k, len(x)) if attack.needs_reference else None
-        gen = torch.Generator().manual_seed(shard_seed(self.cfg.seed, source, attack_label, k))
+        gen = torch.Generator().manual_seed(shard_seed(self.cfg.seed, *self.seed_parts(source, attack_label), k))
         adv, inversion, info = [], [], {}
         for b in self.batches(len(x)):
             ref = reference[b].to(self.built.device) if reference is not None else None
@@ -338,7 +371,7 @@ class MatrixRun:
         tensors.update({f"info.{name}": torch.cat(parts) for name, parts in info.items()
                         if sum(len(p) for p in parts) == len(x)})
         self.store.write_tensors(("adv", source, attack_label), k, tensors, self.shards[k],
-                                 self.writer(f"detectors.{source}", f"attacks.{attack_label}"))
+                                 self.writer(*self.made_by(source), f"attacks.{attack_label}"))
         self.computed.append(("adv", source, attack_label, str(k)))
 
     def measure(self, source: str, attack_label: str, k: int, tensors: dict[str, torch.Tensor]) -> None:
@@ -442,17 +475,18 @@ def merge_records(store: RunStore, originals: Callable[[list[int]], torch.Tensor
 
     clean = {t: frames(("clean", t)) for t in targets}
     out = []
-    for source in sources:
+    # (records' source, the set's shard name, its targets): the ensemble's sets (one per target) last
+    for source, made, scored_on in adversarial_sets(sources, targets, identity.get("ensemble")):
         for attack_label in [a["label"] for a in identity["attacks"]]:  # the matrix's order (a list)
             trait = traits[attack_label]
-            adv_shards = [store.read_tensors(("adv", source, attack_label), k, shards[k]) for k in ks]
+            adv_shards = [store.read_tensors(("adv", made, attack_label), k, shards[k]) for k in ks]
             info = _info_columns(adv_shards)
-            qkey = ("quality", source, attack_label)
+            qkey = ("quality", made, attack_label)
             quality = frames(qkey) if store.has(qkey, 0, "parquet") else None
-            for target in targets:
-                score = frames(("score", source, attack_label, target))
+            for target in scored_on:
+                score = frames(("score", made, attack_label, target))
                 for op in postprocess_names(store):
-                    post = frames(post_key(op, source, attack_label, target)).set_index("sample_index")["p_fake_adv"]
+                    post = frames(post_key(op, made, attack_label, target)).set_index("sample_index")["p_fake_adv"]
                     score[f"p_fake_adv_post_{op}"] = score["sample_index"].map(post).to_numpy(dtype=np.float64)
                 frame = clean[target].rename(columns={"p_fake": "p_fake_clean"}).merge(score, on="sample_index")
                 frame["p_fake_inversion"] = (frame["p_fake_inversion_image"] if trait["inversion_condition"]
@@ -473,7 +507,8 @@ def merge_records(store: RunStore, originals: Callable[[list[int]], torch.Tensor
                 if quality is not None:
                     frame = frame.merge(quality, on="sample_index", how="left")
                     paper = identity["metrics"]["mode"] == "paper"
-                    if originals is not None and target == source and paper and "q_esnle_orig" in quality:
+                    own_set = target == source or source == ENSEMBLE  # the rows graded by the set's own grader
+                    if originals is not None and own_set and paper and "q_esnle_orig" in quality:
                         from bench.metrics.file_esnle import file_esnle_columns, stored_images
 
                         per_file = file_esnle_columns(frame, originals, stored_images(adv_shards))

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_MATRIX, run_cli
 from sklearn.metrics import roc_auc_score
 
 from bench.postprocess import apply_postprocess
 from bench.report import views
 from bench.store import RunStore
-from conftest import TINY_MATRIX, run_cli
 
 MATRIX = TINY_MATRIX.read_text().replace("name: tiny", "name: tinypp")
 

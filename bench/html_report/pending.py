@@ -10,8 +10,8 @@ files done and names the keys that have none yet.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import product
 
+from bench.ensemble import adversarial_sets
 from bench.store import RunStore
 
 EXTENSIONS = {"clean": "parquet", "adv": "safetensors", "quality": "parquet", "score": "parquet"}
@@ -32,11 +32,13 @@ def expected_keys(config: dict) -> dict[str, list[tuple[str, ...]]]:
     attacks = [a["label"] for a in config.get("attacks", [])]
     metrics = config.get("metrics", {})
     measured = bool(metrics.get("quality")) or metrics.get("identity", "none") not in (None, "none")
+    sets = adversarial_sets(sources, targets, config.get("ensemble"))  # with the ensemble's, one per target
+    made = [(name, attack) for _, name, _ in sets for attack in attacks]
     return {
         "clean": [(t,) for t in targets],
-        "adv": list(product(sources, attacks)),
-        "quality": list(product(sources, attacks)) if measured else [],
-        "score": list(product(sources, attacks, targets)),
+        "adv": made,
+        "quality": made if measured else [],
+        "score": [(name, attack, t) for _, name, scored_on in sets for attack in attacks for t in scored_on],
     }
 
 

@@ -38,7 +38,8 @@ CAPTIONS = {  # by exact stem, else by prefix
     "quality_ci": "95 % bootstrap intervals of the quality means, over videos.",
     "eligible": "Eligible samples (the ASR denominator: fakes the target called fake when clean) per "
                 "(source, attack) row and target column; an ASR under 10 eligible samples is marked †.",
-    "quality": "White-box rows (source = target). Means per video, then over videos.",
+    "quality": "White-box rows (source = target), and the ensemble row: its sets, each graded by the target it "
+               "was made for. Means per video, then over videos.",
 }
 COLUMN_CAPTIONS = {  # a leaderboard's caption defines the columns it has
     "white-box ASR": "White-box ASR: mean over the diagonal cells (source = target).",

@@ -23,6 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from bench.ensemble import ENSEMBLE
 from bench.metrics.stats import bootstrap_ci
 from bench.metrics.unavailable import footnotes
 
@@ -50,9 +51,12 @@ def video_mean(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def file_value(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """The one value per video of a per-video column (non-finite values dropped)."""
+    """The one value per video of a per-video column (non-finite values dropped); for the ensemble
+    row, whose sets (one per target) each have their own, the mean over its sets."""
     values = frame[column].astype(float)
-    return values[np.isfinite(values)].groupby(frame["video_id"]).first().to_numpy()
+    kept = np.isfinite(values)
+    per_set = values[kept].groupby([frame["video_id"][kept], frame["target"][kept]]).first()
+    return per_set.groupby(level=0).mean().to_numpy()
 
 
 def aggregate(chosen: pd.DataFrame, column: str, paper: bool, n_boot: int) -> tuple[float, float, float, int]:
@@ -75,9 +79,10 @@ def aggregate(chosen: pd.DataFrame, column: str, paper: bool, n_boot: int) -> tu
 
 def quality_rows(records: pd.DataFrame, subset: str, n_boot: int = 1000,
                  paper: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(table, intervals) over the white-box rows; ``subset`` is 'success' or 'all'; ``paper``
-    aggregates as the official evaluation (module docstring)."""
-    white = records[records["source"] == records["target"]]
+    """(table, intervals) over the white-box rows and the ensemble row (its sets, each graded by the
+    target it was made for); ``subset`` is 'success' or 'all'; ``paper`` aggregates as the
+    official evaluation (module docstring)."""
+    white = records[(records["source"] == records["target"]) | (records["source"] == ENSEMBLE)]
     rows, cis = [], []
     for (source, attack), group in white.groupby(["source", "attack"], sort=False):
         eligible = group[group["eligible"]]
