@@ -17,6 +17,7 @@ from bench.store import RunStore, atomic_write, safe_part
 
 FORMATS = ("csv", "latex", "md")
 _EXT = {"csv": "csv", "latex": "tex", "md": "md"}
+NOT_BOLDED = {"median queries"}  # fewer is better: the largest is not the best
 
 
 # -- views -----------------------------------------------------------------------------------------
@@ -81,9 +82,22 @@ def leaderboard(long: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
             "transfer ASR": float(off.mean()) if len(off) else math.nan,
             "n": int(sub["n"].iloc[0]),
             **leaderboard_counts(sub),
+            "median queries": median_queries(records[records["attack"] == attack]),
         })
     board = pd.DataFrame(rows).sort_values(["transfer ASR", "white-box ASR"], ascending=False, na_position="last")
+    if board["median queries"].isna().all():  # no query-based (black-box) attack on this board
+        board = board.drop(columns="median queries")
     return board.set_index("attack")
+
+
+def median_queries(rows: pd.DataFrame) -> float:
+    """Median detector queries per successful white-box sample (the Square Attack paper's
+    convention), for attacks that record ``info_queries``; NaN for the others."""
+    if "info_queries" not in rows:
+        return math.nan
+    white = rows[(rows["source"] == rows["target"]) & rows["success"].astype(bool)]
+    queries = white["info_queries"].astype(float)
+    return float(queries.median()) if queries.notna().any() else math.nan
 
 
 def _budget_text(row: pd.Series) -> str:
@@ -107,7 +121,8 @@ def to_markdown(frame: pd.DataFrame, digits: int = 1, bold: bool = True) -> str:
     """A GitHub table; with ``bold``, the largest value of each float column in bold."""
     frame = frame.reset_index() if frame.index.name or not isinstance(frame.index, pd.RangeIndex) else frame
     # a column whose values are all equal has no best value to show
-    best = {c: frame[c].max() for c in frame.columns if _numeric(frame[c]) and frame[c].nunique() > 1}
+    best = {c: frame[c].max() for c in frame.columns
+            if _numeric(frame[c]) and frame[c].nunique() > 1 and c not in NOT_BOLDED}
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---:" if _numeric(frame[c]) else "---" for c in frame.columns) + "|"
     lines = [header, rule]
@@ -127,7 +142,7 @@ def to_latex(frame: pd.DataFrame, caption: str = "", digits: int = 1, bold: bool
     frame = frame.copy()
     numeric = [c for c in frame.columns if _numeric(frame[c])]
     styler = frame.style.format(precision=digits, na_rep="n/a", subset=numeric)
-    varying = [c for c in numeric if frame[c].nunique() > 1]
+    varying = [c for c in numeric if frame[c].nunique() > 1 and c not in NOT_BOLDED]
     if varying and bold:
         styler = styler.highlight_max(subset=varying, props="textbf:--rwrap;", axis=0)
     styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
@@ -154,7 +169,7 @@ def _fmt(value, digits: int) -> str:
 
 def bolds_best(stem: str) -> bool:
     """ASR tables bold their best (largest) value; quality and ablation tables mix directions."""
-    return not stem.startswith(("quality", "ablation"))
+    return not stem.startswith(("quality", "ablation", "sweep"))
 
 
 def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "", note: str = "") -> list[Path]:
@@ -175,7 +190,7 @@ def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "",
 
 
 def _digits(stem: str) -> int:
-    return 3 if stem.startswith(("quality", "ablation")) else 1
+    return 3 if stem.startswith(("quality", "ablation", "sweep")) else 1
 
 
 def heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
@@ -249,9 +264,13 @@ def _views(root: Path, mtime_ns: int, size: int, manifest_mtime_ns: int) -> tupl
         named[f"asr_{safe_part(attack)}"] = f"Transfer ASR (%): {attack}"
     from bench.ablation import ablation_views
     from bench.metrics.quality_table import quality_views
+    from bench.sweep_figure import sweep_views
 
     out.update(quality_views(records, config, n_boot=n_boot))
     out.update(ablation_views(records, manifest))
+    out.update(sweep_views(records, n_boot=n_boot))
+    if "sweep" in out:
+        named["sweep"] = "Budget sweep: transfer ASR (%) and quality, 95 % intervals"
     return out, named
 
 
@@ -271,6 +290,10 @@ def render_tables(store: RunStore, quiet: bool = False) -> dict[str, pd.DataFram
     from bench.ablation import latent_change_figures
 
     latent_change_figures(store.records(), store.figures_dir)
+    if "sweep" in tables:
+        from bench.sweep_figure import sweep_figures
+
+        sweep_figures(tables["sweep"], store.figures_dir)
     return tables
 
 
@@ -315,7 +338,7 @@ def render_benchmark_section(store: RunStore, section: str, note: str = "") -> s
         if stem.startswith("asr_") and stem != "asr_all":
             marked = marked_matrix(frame, cell_counts(tables["eligible"], stem[4:], frame))
             lines += [f"### Transfer ASR (%): {stem[4:]}", "", to_markdown(marked).rstrip(), ""]
-        elif (stem.startswith(("quality", "ablation"))) and stem != "quality_ci":  # intervals stay in tables/
+        elif (stem.startswith(("quality", "ablation", "sweep"))) and stem != "quality_ci":  # intervals stay in tables/
             lines += [f"### {stem.replace('_', ' ')}", "", to_markdown(frame, _digits(stem), bolds_best(stem)).rstrip(), ""]
     return "\n".join(lines) + "\n"
 
