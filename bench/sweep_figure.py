@@ -127,7 +127,6 @@ def sweep_figures(table: pd.DataFrame, folder: Path) -> list[Path]:
         ax.set_xlabel(f"{quality}, mean over attacked fakes ({CLOSER.get(quality, '')})")
         ax.set_ylabel("transfer ASR (%), mean over other targets")
         ax.set_title(f"Budget sweep, source {source} (95 % bootstrap intervals)", fontsize=10)
-        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
