@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics.stats import bootstrap_ci, bootstrap_mean_ratio_ci
-from bench.store import atomic_write, safe_part
+from bench.store import safe_part, save_png
 from bench.sweep import parse_sweep_label
 
 QUALITY = (("q_lpips", "LPIPS"), ("q_ssim", "SSIM"))
@@ -130,11 +130,7 @@ def sweep_figures(table: pd.DataFrame, folder: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = folder / f"sweep_{safe_part(source)}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda p, f=fig: f.savefig(p, dpi=120, format="png", metadata={"Software": None}))
-        plt.close(fig)
-        written.append(path)
+        written.append(save_png(fig, folder / f"sweep_{safe_part(source)}.png"))
     return written
 
 
