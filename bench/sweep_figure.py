@@ -111,7 +111,7 @@ def sweep_figures(table: pd.DataFrame, folder: Path) -> list[Path]:
     written = []
     for source, rows in table.groupby(level="source", sort=False):
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
-        for family, points in rows.groupby("family", sort=False):
+        for shade, (family, points) in enumerate(rows.groupby("family", sort=False)):
             points = points[np.isfinite(points[quality]) & np.isfinite(points["transfer ASR"])]
             if points.empty:
                 continue
@@ -123,7 +123,9 @@ def sweep_figures(table: pd.DataFrame, folder: Path) -> list[Path]:
                         label=f"{family} ({points['option'].iloc[0]})" if swept else family)
             for xi, yi, value in zip(x, y, points["value"], strict=True):
                 if value:
-                    ax.annotate(value, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                    # each family's labels at its own offset, so crowded points stay readable
+                    ax.annotate(value, (xi, yi), textcoords="offset points", xytext=(4, 4 - 9 * (shade % 3)),
+                                fontsize=7, color=f"C{shade}")
         ax.set_xlabel(f"{quality}, mean over attacked fakes ({CLOSER.get(quality, '')})")
         ax.set_ylabel("transfer ASR (%), mean over other targets")
         ax.set_title(f"Budget sweep, source {source} (95 % bootstrap intervals)", fontsize=10)
