@@ -42,6 +42,14 @@ def test_a_list_expands_into_labelled_entries_with_one_value_each(tmp_path):
     assert parse_sweep_label("mifgsm") is None
 
 
+def test_the_sweep_demo_matrix_expands_its_three_sweeps():
+    cfg = load_matrix("sweep-demo", prepare=False, quiet=True)
+    labels = [a.label for a in cfg.attacks]
+    assert labels[:4] == [f"pgd@eps={e}" for e in (0.004, 0.008, 0.016, 0.031)]
+    assert [a for a in labels if a.startswith("eraser")] == [f"eraser@step={s}" for s in (0.005, 0.01, 0.02, 0.04)]
+    assert {a.kwargs["levels"] for a in cfg.attacks if a.name == "eraser"} == {"full"}
+
+
 def test_each_swept_value_is_checked_like_a_single_value(tmp_path):
     with pytest.raises(UserError, match=r"attacks\.pgd@eps=1\.5\.eps must be a number in \[0, 1\]"):
         load_matrix(_matrix(tmp_path, {"pgd": {"eps": [0.01, 1.5]}}), prepare=False, quiet=True)
