@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.store import atomic_write, safe_part
+from bench.store import safe_part, save_png
 
 QUALITY = [("q_lpips", "LPIPS"), ("q_tv_adv", "TV adv"), ("q_esnle_adv", "ESNLE adv"), ("q_id_same", "ID ret. (%)"),
            ("q_psnr", "PSNR")]
@@ -92,11 +92,7 @@ def latent_change_figures(records: pd.DataFrame, folder: Path) -> list[Path]:
         ax.set_title(f"{attack}: latent change of {len(values)} successful samples")
         ax.set_xticks(np.arange(1, len(mean) + 1))
         fig.tight_layout()
-        path = folder / f"latent_change_{safe_part(attack)}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda p, f=fig: f.savefig(p, dpi=120, format="png", metadata={"Software": None}))
-        plt.close(fig)
-        written.append(path)
+        written.append(save_png(fig, folder / f"latent_change_{safe_part(attack)}.png"))
     return written
 
 

@@ -222,6 +222,7 @@ def parse_matrix(data: dict[str, Any], path: Path, values: dict[str, str] | None
         if key not in data:
             raise UserError(f"{path}: missing required key '{key}'")
     data = expand_env(copy.deepcopy(data), "", values, pending)
+    from bench.sweep import expand_sweeps  # an option given as a list: one entry per value
 
     ds = data["dataset"]
     if isinstance(ds, str):
@@ -247,7 +248,7 @@ def parse_matrix(data: dict[str, Any], path: Path, values: dict[str, str] | None
         name=str(data.get("name") or path.stem),
         dataset=dataset,
         detectors=_components(data["detectors"], path, "detectors", "detector"),
-        attacks=_components(data["attacks"], path, "attacks", "attack"),
+        attacks=expand_sweeps(_components(data["attacks"], path, "attacks", "attack"), path),
         metrics=metrics,
         path=str(path),
     )

@@ -147,3 +147,13 @@ def _is_data(value: Any) -> bool:
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def takes_a_list(registry: Registry, name: str, key: str) -> bool | None:
+    """Whether option ``key`` of entry ``name`` accepts a list (the eraser's ``levels``); None
+    when the factory does not declare the option's type (or does not take it)."""
+    known, _ = parameters(registry.get(name))
+    hint = known[key][1] if key in known else None
+    if hint is None or hint is Any:
+        return None
+    return _accepts([], hint)

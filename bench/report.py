@@ -18,6 +18,7 @@ from bench.store import RunStore, atomic_write, safe_part
 
 FORMATS = ("csv", "latex", "md")
 _EXT = {"csv": "csv", "latex": "tex", "md": "md"}
+NOT_BOLDED = {"median queries"}  # fewer is better: the largest is not the best
 
 
 # -- views -----------------------------------------------------------------------------------------
@@ -82,9 +83,22 @@ def leaderboard(long: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
             "transfer ASR": float(off.mean()) if len(off) else math.nan,
             "n": int(sub["n"].iloc[0]),
             **leaderboard_counts(sub),
+            "median queries": median_queries(records[records["attack"] == attack]),
         })
     board = pd.DataFrame(rows).sort_values(["transfer ASR", "white-box ASR"], ascending=False, na_position="last")
+    if board["median queries"].isna().all():  # no query-based (black-box) attack on this board
+        board = board.drop(columns="median queries")
     return board.set_index("attack")
+
+
+def median_queries(rows: pd.DataFrame) -> float:
+    """Median detector queries per successful white-box sample (the Square Attack paper's
+    convention), for attacks that record ``info_queries``; NaN for the others."""
+    if "info_queries" not in rows:
+        return math.nan
+    white = rows[(rows["source"] == rows["target"]) & rows["success"].astype(bool)]
+    queries = white["info_queries"].astype(float)
+    return float(queries.median()) if queries.notna().any() else math.nan
 
 
 def _budget_text(row: pd.Series) -> str:
@@ -108,7 +122,8 @@ def to_markdown(frame: pd.DataFrame, digits: int = 1, bold: bool = True) -> str:
     """A GitHub table; with ``bold``, the largest value of each float column in bold."""
     frame = frame.reset_index() if frame.index.name or not isinstance(frame.index, pd.RangeIndex) else frame
     # a column whose values are all equal has no best value to show
-    best = {c: frame[c].max() for c in frame.columns if _numeric(frame[c]) and frame[c].nunique() > 1}
+    best = {c: frame[c].max() for c in frame.columns
+            if _numeric(frame[c]) and frame[c].nunique() > 1 and c not in NOT_BOLDED}
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---:" if _numeric(frame[c]) else "---" for c in frame.columns) + "|"
     lines = [header, rule]
@@ -128,7 +143,7 @@ def to_latex(frame: pd.DataFrame, caption: str = "", digits: int = 1, bold: bool
     frame = frame.copy()
     numeric = [c for c in frame.columns if _numeric(frame[c])]
     styler = frame.style.format(precision=digits, na_rep="n/a", subset=numeric)
-    varying = [c for c in numeric if frame[c].nunique() > 1]
+    varying = [c for c in numeric if frame[c].nunique() > 1 and c not in NOT_BOLDED]
     if varying and bold:
         styler = styler.highlight_max(subset=varying, props="textbf:--rwrap;", axis=0)
     styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
@@ -154,9 +169,9 @@ def _fmt(value, digits: int) -> str:
 
 
 def bolds_best(stem: str) -> bool:
-    """ASR tables bold their best (largest) value; quality, ablation and detection tables mix
-    directions (a higher AUC is the detector's win, a lower one the attack's)."""
-    return not stem.startswith(("quality", "ablation", "detectors", "auc_", "under_attack"))
+    """ASR tables bold their best (largest) value; quality, ablation, sweep and detection tables
+    mix directions (a higher AUC is the detector's win, a lower one the attack's)."""
+    return not stem.startswith(("quality", "ablation", "sweep", "detectors", "auc_", "under_attack"))
 
 
 def fold_intervals(frame: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
@@ -198,7 +213,7 @@ def write_table(frame: pd.DataFrame, folder: Path, stem: str, caption: str = "",
 
 
 def _digits(stem: str) -> int:
-    return 3 if stem.startswith(("quality", "ablation")) else 1
+    return 3 if stem.startswith(("quality", "ablation", "sweep")) else 1
 
 
 def heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
@@ -280,6 +295,7 @@ def _views(root: Path, mtime_ns: int, size: int, manifest_mtime_ns: int
     from bench.ablation import ablation_views
     from bench.detection_views import detection_views
     from bench.metrics.quality_table import quality_footnotes, quality_views
+    from bench.sweep_figure import sweep_views
 
     detection, detection_titles, notes = detection_views(records, store.scores(), config.get("postprocess") or [],
                                                          n_boot)
@@ -290,6 +306,9 @@ def _views(root: Path, mtime_ns: int, size: int, manifest_mtime_ns: int
     for stem in quality:
         notes[stem] = quality_footnotes(records, paper=config.get("metrics", {}).get("mode", "paper") == "paper")
     out.update(ablation_views(records, manifest))
+    out.update(sweep_views(records, n_boot=n_boot))
+    if "sweep" in out:
+        named["sweep"] = "Budget sweep: transfer ASR (%) and quality, 95 % intervals"
     return out, named, notes
 
 
@@ -309,6 +328,10 @@ def render_tables(store: RunStore, quiet: bool = False) -> dict[str, pd.DataFram
     from bench.ablation import latent_change_figures
 
     latent_change_figures(store.records(), store.figures_dir)
+    if "sweep" in tables:
+        from bench.sweep_figure import sweep_figures
+
+        sweep_figures(tables["sweep"], store.figures_dir)
     return tables
 
 
@@ -363,7 +386,7 @@ def render_benchmark_section(store: RunStore, section: str, note: str = "") -> s
         if stem.startswith("asr_") and stem != "asr_all":
             marked = marked_matrix(frame, cell_counts(tables["eligible"], stem[4:], frame))
             lines += [f"### Transfer ASR (%): {stem[4:]}", "", to_markdown(marked).rstrip(), ""]
-        elif (stem.startswith(("quality", "ablation"))) and stem != "quality_ci":  # intervals stay in tables/
+        elif (stem.startswith(("quality", "ablation", "sweep"))) and stem != "quality_ci":  # intervals stay in tables/
             lines += table(stem, stem.replace("_", " "), frame)
         elif stem == "auc_under_attack" or stem.startswith("postprocess_"):  # the long forms stay in tables/
             lines += table(stem, named[stem], frame)

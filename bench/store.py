@@ -58,6 +58,16 @@ def atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
+def save_png(fig, path: Path) -> Path:
+    """A matplotlib figure as a PNG, written atomically, without the software stamp (so the
+    same figure gives the same bytes), then closed."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png", metadata={"Software": None}))
+    plt.close(fig)
+    return path
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

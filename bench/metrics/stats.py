@@ -88,3 +88,41 @@ def _resampled_ratios(unit_numer: np.ndarray, unit_denom: np.ndarray, n_boot: in
         with np.errstate(invalid="ignore", divide="ignore"):
             out[start:stop] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
     return out
+
+
+def bootstrap_mean_ratio_ci(numer: np.ndarray, denom: np.ndarray, groups: Sequence | np.ndarray | None = None,
+                            n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
+    """The mean over the k columns of ``sum(numer[:, j]) / sum(denom[:, j])`` (e.g. transfer ASR
+    averaged over k targets, each column one target's 0/1 success and eligibility on the same n
+    samples) and its percentile-bootstrap interval: ``(mean, lo, hi)``.
+
+    A resample draws rows (or groups), the same ones for every column, since the columns measure
+    the same samples. Columns whose denominator is 0 (in the data or in a resample) are left out
+    of that mean. Rows with a non-finite entry are dropped."""
+    numer = np.asarray(numer, dtype=np.float64)
+    denom = np.asarray(denom, dtype=np.float64)
+    if numer.ndim != 2 or numer.shape != denom.shape:
+        raise ValueError(f"numer and denom must be two (n, k) arrays, got {numer.shape} and {denom.shape}")
+    keep = np.isfinite(numer).all(axis=1) & np.isfinite(denom).all(axis=1)
+    numer, denom = numer[keep], denom[keep]
+    nan = float("nan")
+    totals = denom.sum(axis=0)
+    if numer.shape[0] == 0 or not (totals > 0).any():
+        return nan, nan, nan
+    estimate = float(np.mean(numer.sum(axis=0)[totals > 0] / totals[totals > 0]))
+    if groups is None:
+        unit_numer, unit_denom = numer, denom
+    else:
+        _, inverse = np.unique(np.asarray(groups).reshape(-1)[keep], return_inverse=True)
+        unit_numer = np.stack([np.bincount(inverse, weights=col) for col in numer.T], axis=1)
+        unit_denom = np.stack([np.bincount(inverse, weights=col) for col in denom.T], axis=1)
+    # one seed, one unit count: every column sees the same resampled units
+    boot = np.stack([_resampled_ratios(unit_numer[:, j], unit_denom[:, j], n_boot, seed)
+                     for j in range(unit_numer.shape[1])], axis=1)
+    finite = np.isfinite(boot)
+    counts = finite.sum(axis=1)
+    means = np.where(finite, boot, 0.0).sum(axis=1)[counts > 0] / counts[counts > 0]
+    if means.size == 0:
+        return estimate, nan, nan
+    lo, hi = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return estimate, float(lo), float(hi)
