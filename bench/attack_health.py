@@ -55,6 +55,12 @@ def saturated_at_start(detector: torch.nn.Module, x01: torch.Tensor) -> torch.Te
     return saturated(p_fake_from_logits(logits))
 
 
+def gradient_state(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample of a gradient (B, ...): (all exactly zero, any NaN or inf), both (B,) bool."""
+    g = grad.detach().flatten(1)
+    return (g == 0).all(dim=1), ~torch.isfinite(g).all(dim=1)
+
+
 def grad_or_zero(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``d loss / d x``, or zeros when no gradient path reaches ``x`` (a ``.detach()`` or a
     non-differentiable op inside the detector): then the attack sees, and the tracker flags, a
@@ -89,17 +95,27 @@ class AttackHealth:
         pass False); ``still_fake`` (B,) bool limits the zero-gradient flag to samples the source
         still calls fake (default all).
         """
-        g = grad.detach().flatten(1)
-        n = g.shape[0]
-        active = torch.ones(n, dtype=torch.bool, device=g.device) if active is None else active.to(g.device).bool()
-        fake = active if still_fake is None else active & still_fake.to(g.device).bool()
-        nonfinite = ~torch.isfinite(g).all(dim=1) & active
-        zero = (g == 0).all(dim=1) & fake
-        self.flags |= (zero.long() * HealthFlag.GRAD_ZERO + nonfinite.long() * HealthFlag.GRAD_NONFINITE).to(
-            self.flags.device)
-        self.steps_taken += active.to(self.steps_taken.device).long()
-        loss = loss.detach().float().reshape(-1).to(self.final_loss.device)
-        self.final_loss = torch.where(active.to(self.final_loss.device), loss, self.final_loss)
+        self.flag(*gradient_state(grad), active=active, still_fake=still_fake)
+        self.count_step(loss, active)
+
+    def flag(self, zero: torch.Tensor, nonfinite: torch.Tensor, active: torch.Tensor | None = None,
+             still_fake: torch.Tensor | None = None) -> None:
+        """Set the gradient bits from per-sample ``zero`` / ``nonfinite`` (B,) bool (see
+        :func:`gradient_state`) without counting a step: for a step that takes several gradients
+        (VMI's neighbours, SINI's copies, EFAA's hybrid pair)."""
+        device = self.flags.device
+        active = torch.ones_like(self.flags, dtype=torch.bool) if active is None else active.to(device).bool()
+        fake = active if still_fake is None else active & still_fake.to(device).bool()
+        zero, nonfinite = zero.to(device).bool() & fake, nonfinite.to(device).bool() & active
+        self.flags |= zero.long() * HealthFlag.GRAD_ZERO + nonfinite.long() * HealthFlag.GRAD_NONFINITE
+
+    def count_step(self, loss: torch.Tensor, active: torch.Tensor | None = None) -> None:
+        """Count one step for the ``active`` samples (default all) and keep their ``loss`` (B,)."""
+        device = self.final_loss.device
+        active = torch.ones_like(self.steps_taken, dtype=torch.bool) if active is None else active.to(device).bool()
+        self.steps_taken += active.long()
+        loss = loss.detach().float().reshape(-1).to(device)
+        self.final_loss = torch.where(active, loss, self.final_loss)
 
     def info(self) -> dict[str, torch.Tensor]:
         """Per-sample tensors for ``AttackOutput.info``. ``final_loss`` is the loss at each
