@@ -152,15 +152,31 @@ def health_table(records: pd.DataFrame, by: Sequence[str] = CELL, flag_column: s
     return pd.DataFrame(rows)
 
 
+def attacked_cells(records: pd.DataFrame) -> pd.DataFrame:
+    """The white-box cells (``source == target``). The flags belong to the attack run on the
+    source, and every target's records repeat them; these cells hold each attacked fake once."""
+    return records[records["source"] == records["target"]]
+
+
+def flagged_per_attack(records: pd.DataFrame, flag_column: str = FLAG_COLUMN) -> pd.Series:
+    """attack -> flagged samples over its white-box cells (each attacked fake once), as an object
+    Series of ints, NaN where the attack recorded no flags (a count, not a measurement)."""
+    table = health_table(attacked_cells(records), flag_column=flag_column)
+    counts = {attack: (np.nan if cells["n_flagged"].isna().all() else int(cells["n_flagged"].sum()))
+              for attack, cells in table.groupby("attack", sort=False)}
+    return pd.Series(counts, dtype=object)
+
+
 def health_warnings(records: pd.DataFrame, flag_column: str = FLAG_COLUMN,
                     warn_fraction: float = WARN_FRACTION) -> list[str]:
-    """One line per (source, attack, target) cell with more than ``warn_fraction`` flagged."""
+    """One line per (source, attack, target) cell with more than ``warn_fraction`` flagged (pass
+    :func:`attacked_cells` for one line per attack run rather than per target)."""
     table = health_table(records, flag_column=flag_column, warn_fraction=warn_fraction)
     lines = []
     for row in table[table["warn"]].itertuples(index=False):
         counts = ", ".join(f"{f.name.lower().replace('_', ' ')} {int(getattr(row, 'n_' + f.name.lower()))}"
                            for f in HealthFlag)
         lines.append(f"{row.attack} from {row.source} on {row.target}: {int(row.n_flagged)} of {row.n} samples "
-                     f"({100 * row.frac_flagged:.1f} %) flagged ({counts}); its ASR may reflect a gradient "
-                     f"that says nothing, not robustness")
+                     f"({100 * row.frac_flagged:.1f} %) flagged ({counts}): the attack's gradient was zero or "
+                     f"non-finite, or p_fake saturated, so gradient masking may be reported as robustness")
     return lines

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.attack_health import flagged_per_attack
 from bench.metrics.asr import asr_table
 from bench.sample_counts import FOOTNOTE, cell_counts, eligible_table, leaderboard_counts, limit_note, marked_matrix
 from bench.store import RunStore, atomic_write, safe_part
@@ -83,7 +84,9 @@ def leaderboard(long: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
             **leaderboard_counts(sub),
         })
     board = pd.DataFrame(rows).sort_values(["transfer ASR", "white-box ASR"], ascending=False, na_position="last")
-    return board.set_index("attack")
+    board = board.set_index("attack")
+    board["flagged"] = flagged_per_attack(records).reindex(board.index)  # attack health; NaN: not recorded
+    return board
 
 
 def _budget_text(row: pd.Series) -> str:
