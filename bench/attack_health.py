@@ -161,6 +161,8 @@ def attacked_cells(records: pd.DataFrame) -> pd.DataFrame:
 def flagged_per_attack(records: pd.DataFrame, flag_column: str = FLAG_COLUMN) -> pd.Series:
     """attack -> flagged samples over its white-box cells (each attacked fake once), as an object
     Series of ints, NaN where the attack recorded no flags (a count, not a measurement)."""
+    if flag_column not in records or not set(CELL) <= set(records.columns):
+        return pd.Series(dtype=object)  # no attack recorded flags
     table = health_table(attacked_cells(records), flag_column=flag_column)
     counts = {attack: (np.nan if cells["n_flagged"].isna().all() else int(cells["n_flagged"].sum()))
               for attack, cells in table.groupby("attack", sort=False)}

@@ -217,6 +217,8 @@ def test_leaderboard_counts_flagged_samples_once_per_attack_run():
     board = leaderboard(long, records)
     assert board.loc["pgd", "flagged"] == 4  # 2 of source a + 2 of source b, transfer cells not re-counted
     assert isinstance(board.loc["noise", "flagged"], float) and math.isnan(board.loc["noise", "flagged"])
+    older = leaderboard(long, records.drop(columns="info_health_flags"))  # a run from before attack health
+    assert older["flagged"].isna().all()
 
 
 def test_bench_show_warns_about_a_run_with_more_than_five_percent_flagged(tiny_run, tmp_path):
