@@ -134,7 +134,7 @@ def to_latex(frame: pd.DataFrame, caption: str = "", digits: int = 1, bold: bool
     if varying and bold:
         styler = styler.highlight_max(subset=varying, props="textbf:--rwrap;", axis=0)
     styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    styler = styler.format(escape="latex", subset=[c for c in frame.columns if c not in numeric])
+    styler = styler.format(escape="latex", na_rep="n/a", subset=[c for c in frame.columns if c not in numeric])
     return styler.to_latex(hrules=True, caption=caption or None, position_float="centering") + ""
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from bench.attack_health import HealthFlag
 from bench.registry import create_attack
-from bench.report import leaderboard
+from bench.report import leaderboard, to_latex, to_markdown
 from bench.store import RunStore
 from detectors.tiny import TinyCNN
 from tests.attack_helpers import (  # noqa: F401 (fixtures)
@@ -217,6 +217,10 @@ def test_leaderboard_counts_flagged_samples_once_per_attack_run():
     board = leaderboard(long, records)
     assert board.loc["pgd", "flagged"] == 4  # 2 of source a + 2 of source b, transfer cells not re-counted
     assert isinstance(board.loc["noise", "flagged"], float) and math.isnan(board.loc["noise", "flagged"])
+    rows = {line.split(" & ")[0]: line for line in to_latex(board).splitlines() if " & " in line}
+    assert rows["pgd"].endswith(" & 4 \\\\") and rows["noise"].endswith(" & n/a \\\\")  # a count; n/a, not nan
+    noise_line = next(line for line in to_markdown(board).splitlines() if line.startswith("| noise |"))
+    assert noise_line.endswith("| n/a |")
     older = leaderboard(long, records.drop(columns="info_health_flags"))  # a run from before attack health
     assert older["flagged"].isna().all()
 
