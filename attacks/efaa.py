@@ -25,6 +25,10 @@ What is reconstructed here (our choices, not the paper's):
   point; the frequency gradient is taken at that virtual point (meta-test); the update is the sum
   of the spatial step and the frequency step, taken from the current point (first-order
   MAML-style). Two detector passes per iteration.
+
+Attack health (``bench/attack_health.py``): the gradient bits look at every pixel gradient (both
+of a hybrid step); ``final_loss`` is the per-sample cross-entropy at the last step's iterate;
+``SATURATED_START`` reads ``p_fake`` of the first pass (the clean image), at no extra pass.
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from attacks._common import TwoWayLogits, frozen_eval, loss_away_from_label
 from attacks._dct import DCT2d
+from bench.attack_health import AttackHealth, grad_or_zero, gradient_state
 from bench.errors import UserError
 from bench.registry import register_attack
-from bench.types import Attack, AttackOutput, Detector
+from bench.types import Attack, AttackOutput, Detector, p_fake_from_logits
 
 
 class EFAA(Attack):
@@ -62,10 +68,16 @@ class EFAA(Attack):
         labels = labels.to(device=x01.device, dtype=torch.long)
         x0 = x01.detach()
         dct = DCT2d(x0.shape[-2], x0.shape[-1], self.block, device=x0.device, dtype=x0.dtype)
+        health = AttackHealth(len(x0), x0.device)
+        rule = getattr(detector, "p_fake_rule", "softmax")
 
-        def pixel_grad(delta: torch.Tensor) -> torch.Tensor:
+        def pixel_grad(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """The pixel gradient at ``x0 + delta`` (its health flagged) and the logits there."""
             x = (x0 + delta).requires_grad_(True)
-            return torch.autograd.grad(loss_away_from_label(model(x), labels), x)[0]
+            logits = model(x)
+            grad = grad_or_zero(loss_away_from_label(logits, labels), x)
+            health.flag(*gradient_state(grad), still_fake=p_fake_from_logits(logits.detach(), rule) > 0.5)
+            return grad, logits.detach()
 
         def project(delta: torch.Tensor) -> torch.Tensor:
             delta = delta.clamp(-self.eps, self.eps)
@@ -74,19 +86,25 @@ class EFAA(Attack):
         delta = torch.zeros_like(x0)
         accumulated = torch.zeros_like(x0)  # the fusion stand-in: sum of |grad| per coefficient
         with frozen_eval(detector):
-            for _ in range(self.steps):
+            for i in range(self.steps):
                 spatial = torch.zeros_like(x0)
                 at = delta
                 if self.mode == "hybrid":  # meta-train in pixels, meta-test in frequency
-                    spatial = self.spatial_step * pixel_grad(delta).sign()
+                    grad, iterate_logits = pixel_grad(delta)
+                    spatial = self.spatial_step * grad.sign()
                     at = project(delta + spatial)
-                coeff_grad = dct.forward(pixel_grad(at))
+                grad, logits = pixel_grad(at)
+                iterate_logits = logits if self.mode == "frequency" else iterate_logits
+                if i == 0:
+                    health.start(p_fake_from_logits(iterate_logits, rule))
+                health.count_step(F.cross_entropy(iterate_logits, labels, reduction="none"))
+                coeff_grad = dct.forward(grad)
                 accumulated += coeff_grad.abs()
                 weight = self._saliency(accumulated)
                 frequency = dct.inverse(self.step * weight * coeff_grad.sign())
                 delta = project(delta + spatial + frequency)
         adv = (x0 + delta).detach()
-        return AttackOutput(adv, {"linf": delta.abs().flatten(1).amax(1), "steps": self.steps})
+        return AttackOutput(adv, {"linf": delta.abs().flatten(1).amax(1), "steps": self.steps, **health.info()})
 
     def _saliency(self, accumulated: torch.Tensor) -> torch.Tensor:
         if not self.saliency:

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from attacks._latent_health import LatentWalkHealth
+from bench.attack_health import grad_or_zero
 from bench.detector_contract import checked_p_fake, detector_name
 from bench.errors import UserError
 from bench.metrics.quality import truncate_uint8
@@ -193,6 +195,7 @@ class ArtifactEraser(LatentAttackBase):
         steps_taken = torch.full((b,), self.steps, dtype=torch.long, device=dev)
         out = torch.zeros(b, 3, size, size, device=dev)
         p_walk = torch.full((b,), float("nan"), device=dev)
+        health = LatentWalkHealth(b, dev, self.rows)
         for t in range(self.steps):
             idx = (~done).nonzero().squeeze(1)
             if idx.numel() == 0:
@@ -202,6 +205,8 @@ class ArtifactEraser(LatentAttackBase):
                 with torch.no_grad(), amp:
                     check = self._render(w_act, gen, size)
                     p_check = self._p_fake(detector, check)
+                if t == 0:
+                    health.start(p_check)
                 if inversion is None:
                     inversion = check.float().clamp(0, 1)
                 self._freeze(idx, p_check, check, t, done, steps_taken, out, p_walk)
@@ -216,12 +221,17 @@ class ArtifactEraser(LatentAttackBase):
             if inversion is None:
                 inversion = img.detach().float().clamp(0, 1)
             loss = ((p - self.target) ** 2).sum()
-            grad, = torch.autograd.grad(loss, w_req)
+            grad = grad_or_zero(loss, w_req)  # zeros, flagged, when no gradient path reaches w
             p = p.detach()
             p_walk[idx] = p
+            if t == 0 and not self.double_pass:
+                health.start(p)
+            frozen = torch.zeros_like(idx, dtype=torch.bool)
             if not self.double_pass:
                 # the passing image is the one just graded; frozen rows get no update
                 frozen = self._freeze(idx, p, img.detach(), t, done, steps_taken, out, p_walk)
+            health.step(idx, (p - self.target) ** 2, grad, updated=~frozen, still_fake=p > 0.5)
+            if not self.double_pass:
                 grad = grad.masked_fill(frozen[:, None, None], 0.0)
             direction = grad
             if self.momentum is not None:
@@ -244,7 +254,7 @@ class ArtifactEraser(LatentAttackBase):
         adv = out.clamp(0, 1).contiguous()
         inversion = inversion.contiguous()
         info = {"inversion": inversion, "steps": steps_taken, "latent_change": (w - w0).norm(dim=2),
-                "p_fake_walk": p_walk}
+                "p_fake_walk": p_walk, **health.info()}
         if self.inversion_check == "paper":
             info["p_fake_inversion_check"] = self._official_inversion_check(x01, detector, gen)
         return EraserResult(AttackOutput(adv, info), w0, w)

@@ -5,6 +5,10 @@ query: the floor any attack must beat at its budget.
 with a fair coin, the largest random perturbation the budget allows; ``"uniform"`` draws each
 pixel from ``U(-eps, eps)``. The result is clamped to [0,1]. The noise is drawn on the CPU from
 the caller's generator, so it is the same on every device.
+
+Attack health (``bench/attack_health.py``): ``steps_taken`` 0 and ``final_loss`` NaN (no loss);
+no ``health_flags``, so the leaderboard shows n/a: the control never calls the detector (not even
+to check a saturated start) and has no gradient that could be masked.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ class UniformNoise(Attack):
         u = torch.rand(x01.shape, generator=generator, dtype=torch.float32)  # [0,1), CPU
         noise = torch.where(u < 0.5, -1.0, 1.0) if self.distribution == "sign" else 2 * u - 1
         adv = (x01 + self.eps * noise.to(x01.device)).clamp(0, 1)
-        return AttackOutput(adv, {"linf": (adv - x01).abs().flatten(1).amax(1), "steps": 0})
+        n = len(x01)
+        return AttackOutput(adv, {"linf": (adv - x01).abs().flatten(1).amax(1), "steps": 0,
+                                  "steps_taken": torch.zeros(n, dtype=torch.int64, device=x01.device),
+                                  "final_loss": torch.full((n,), float("nan"), device=x01.device)})
 
     def budget(self) -> dict[str, Any]:
         return {"norm": "linf", "eps": self.eps, "steps": 0}

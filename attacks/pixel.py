@@ -28,7 +28,8 @@ from typing import Any
 import torch
 import torchattacks
 
-from attacks._common import TwoWayLogits, draw_seed, frozen_eval, seeded_global_rng
+from attacks._common import draw_seed, frozen_eval, seeded_global_rng
+from attacks._health_watch import WatchedLogits
 from attacks._official_pixel import OfficialSignWalk
 from bench.errors import UserError
 from bench.registry import register_attack
@@ -53,30 +54,35 @@ class TorchattacksAttack(Attack):
 
     The detector is wrapped to fp32 ``[real, fake]`` logits; every submodule's train/eval flag
     is restored afterwards; attacks that draw from the global RNG (PGD's random start) run on a
-    forked global RNG seeded from ``generator``, so the call is a pure function of it.
+    forked global RNG seeded from ``generator``, so the call is a pure function of it. The loop is
+    watched from outside for attack health (``attacks/_health_watch.py``); ``gradients_per_step``
+    is how many gradients one of its steps takes (VMI: 1 + neighbours, SI-NI: copies).
     """
 
     def __init__(self, build: Callable[[torch.nn.Module], torchattacks.Attack], eps: float, steps: int,
-                 uses_rng: bool = False):
+                 uses_rng: bool = False, gradients_per_step: int = 1):
         self.build, self.eps, self.steps, self.uses_rng = build, float(eps), int(steps), uses_rng
+        self.gradients_per_step = int(gradients_per_step)
 
     def __call__(self, x01: torch.Tensor, labels: torch.Tensor, detector: Detector,
                  generator: torch.Generator | None = None,
                  reference: torch.Tensor | None = None) -> AttackOutput:
-        attack = self.build(TwoWayLogits(detector))
+        labels = labels.to(device=x01.device, dtype=torch.long)
+        model = WatchedLogits(detector, labels, self.gradients_per_step)
+        attack = self.build(model)
         # eval() for the whole model, batch-norm and dropout included (torchattacks' default, made
         # explicit); frozen_eval below restores each submodule's own flag afterwards.
         attack.set_model_training_mode(model_training=False, batchnorm_training=False,
                                        dropout_training=False)
         attack.set_device(x01.device)
-        labels = labels.to(device=x01.device, dtype=torch.long)
         with frozen_eval(detector):
             if self.uses_rng:
                 with seeded_global_rng(draw_seed(generator), x01.device):
                     adv = attack(x01, labels)
             else:
                 adv = attack(x01, labels)
-        return AttackOutput(adv, {"linf": (adv - x01).abs().flatten(1).amax(1), "steps": self.steps})
+        return AttackOutput(adv, {"linf": (adv - x01).abs().flatten(1).amax(1), "steps": self.steps,
+                                  **model.info()})
 
     def budget(self) -> dict[str, Any]:
         return {"norm": "linf", "eps": self.eps, "steps": self.steps}

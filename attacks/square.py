@@ -14,6 +14,12 @@ torchattacks' own (``attack_single_run`` returns it for steps 2-3 and ``perturb`
 keep it by wrapping that method on the instance, add steps 1 and 4, and check the sum against
 the number of rows the detector actually evaluated, so a different torchattacks fails loudly
 instead of recording wrong counts.
+
+Attack health (``bench/attack_health.py``), from the same calls at no extra query:
+``steps_taken`` = search iterations a sample ran (0 for samples stopped at the clean check),
+``final_loss`` = cross-entropy on the true label at the final check (at the clean check for
+samples not searched; the search itself minimises ``loss``, margin or CE), and
+``SATURATED_START`` from the clean check's ``p_fake``. The gradient bits are 0: no gradient.
 """
 
 from __future__ import annotations
@@ -21,13 +27,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import torchattacks
 
 from attacks._budgets import eps_presets
 from attacks._common import TwoWayLogits, draw_seed, frozen_eval, seeded_global_rng
+from bench.attack_health import HealthFlag, saturated
 from bench.errors import UserError
 from bench.registry import register_attack
-from bench.types import Attack, AttackOutput, Detector
+from bench.types import Attack, AttackOutput, Detector, p_fake_from_logits
 
 QUERIES_OUTSIDE_SEARCH = 3  # clean check, random start, final check (see the module docstring)
 LOSSES = ("margin", "ce")
@@ -35,18 +43,21 @@ LOSSES = ("margin", "ce")
 
 class CountingLogits(TwoWayLogits):
     """``TwoWayLogits`` that counts the rows it evaluates and keeps the logits of its first call
-    (torchattacks' clean check, which decides which samples are attacked)."""
+    (torchattacks' clean check, which decides which samples are attacked) and of its last (the
+    final check of the searched samples)."""
 
     def __init__(self, detector: torch.nn.Module):
         super().__init__(detector)
         self.rows = 0
         self.first_logits: torch.Tensor | None = None
+        self.last_logits: torch.Tensor | None = None
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         logits = super().forward(x01)
         self.rows += x01.shape[0]
         if self.first_logits is None:
             self.first_logits = logits.detach()
+        self.last_logits = logits.detach()
         return logits
 
 
@@ -92,7 +103,23 @@ class SquareAttack(Attack):
             adv = attack(x01, labels)
         queries = self.count_queries(model, labels, search_counts)
         linf = (adv - x01).abs().flatten(1).amax(1)
-        return AttackOutput(adv, {"linf": linf, "queries": queries, "steps": self.search_iterations})
+        return AttackOutput(adv, {"linf": linf, "queries": queries, "steps": self.search_iterations,
+                                  **self.health(model, labels, search_counts, getattr(detector, "p_fake_rule", "softmax"))})
+
+    @staticmethod
+    def health(model: CountingLogits, labels: torch.Tensor, search_counts: list[torch.Tensor],
+               rule: str) -> dict[str, torch.Tensor]:
+        """Attack-health info from the clean check, the search counts and the final check."""
+        assert model.first_logits is not None and model.last_logits is not None
+        attacked = model.first_logits.max(1).indices == labels
+        logits = model.first_logits.clone()
+        iterations = torch.zeros(len(labels), dtype=torch.int64, device=labels.device)
+        if search_counts:  # the search returns 1 (its random start) + its iterations per sample
+            logits[attacked] = model.last_logits
+            iterations[attacked] = search_counts[0].to(labels.device).long() - 1
+        start = saturated(p_fake_from_logits(model.first_logits, rule))
+        return {"final_loss": F.cross_entropy(logits, labels, reduction="none"), "steps_taken": iterations,
+                "health_flags": start.long() * HealthFlag.SATURATED_START}
 
     @staticmethod
     def count_queries(model: CountingLogits, labels: torch.Tensor,

@@ -19,6 +19,13 @@ MStatAttack (no public code; re-implementation): ``blocks`` degradation blocks s
 applied to the output of block k-1 (each output clamped to [0,1]); the attacked image is the
 softmax-weighted sum of the block outputs, the mixing logits (B,K) optimised with the others by
 the same loss and update (learning rate ``lr_mix``), then the same clip.
+
+Attack health (``bench/attack_health.py``): ``GRAD_ZERO`` / ``GRAD_NONFINITE`` look at a sample's
+gradients over all its degradation parameters (zero when all of them are; there is no
+classification term, so a zero gradient is a stall whatever the detector says); ``final_loss`` is
+the batch loss of the last step, the same for every sample of the batch (MMD compares sets, it has
+no per-sample value); ``SATURATED_START`` does not apply (the loss reads features, not
+``p_fake``): 0.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch
 from attacks._common import frozen_eval
 from attacks._degradations import adaptive_gaussian_blur, identity_grid, polynomial_basis, warped_bias_field
 from attacks._mmd import multi_kernel_mmd
+from bench.attack_health import AttackHealth, gradient_state
 from bench.errors import UserError
 from bench.registry import register_attack
 from bench.types import Attack, AttackOutput, Detector
@@ -105,6 +113,7 @@ class StatisticalConsistencyAttack(Attack):
         grid = identity_grid(h, w, device=x0.device, dtype=x0.dtype)[None].expand(x0.shape[0], -1, -1, -1)
         params = self._init_params(x0)
         momentum: dict[str, torch.Tensor] = {}
+        health = AttackHealth(len(x0), x0.device)
         with frozen_eval(detector):
             with torch.no_grad():
                 real_features = detector.features(reference.to(x0))
@@ -115,6 +124,8 @@ class StatisticalConsistencyAttack(Attack):
                     adv, penalty = self._degrade(x0, params, basis, grid)
                 loss = self.lambda_mmd * multi_kernel_mmd(detector.features(adv), real_features) + penalty
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+                self._observe(health, loss, [torch.zeros_like(t) if g is None else g
+                                             for t, g in zip(params.values(), grads)])
                 with torch.no_grad():
                     for (name, t), g in zip(params.items(), grads):
                         g = torch.zeros_like(t) if g is None else g
@@ -126,12 +137,19 @@ class StatisticalConsistencyAttack(Attack):
                             params[name] = params[name].clamp(-self.noise_eps, self.noise_eps)
             with torch.no_grad():
                 adv, _ = self._degrade(x0, params, basis, grid)
-        info = {"linf": (adv - x0).abs().flatten(1).amax(1), "steps": self.steps,
+        info = {"linf": (adv - x0).abs().flatten(1).amax(1), "steps": self.steps, **health.info(),
                 "noise_linf": torch.stack([params[f"noise{k}"].abs().flatten(1).amax(1)
                                            for k in range(self.blocks)]).amax(0)}
         if self.blocks > 1:
             info["mix_weights"] = torch.softmax(params["mix"], dim=1)
         return AttackOutput(adv.detach(), info)
+
+    @staticmethod
+    def _observe(health: AttackHealth, loss: torch.Tensor, grads: list[torch.Tensor]) -> None:
+        """One step's health: per sample, the gradient over all its parameters; the batch loss."""
+        per_sample = torch.cat([g.detach().flatten(1) for g in grads], dim=1)
+        health.flag(*gradient_state(per_sample))
+        health.count_step(loss.detach().expand(per_sample.shape[0]))
 
     def budget(self) -> dict[str, Any]:
         return {"norm": "linf", "eps": self.eps, "steps": self.steps}

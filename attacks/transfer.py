@@ -71,7 +71,7 @@ def vmifgsm(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, decay:
     return TorchattacksAttack(
         lambda model: torchattacks.VMIFGSM(model, eps=eps, alpha=step, steps=steps, decay=decay,
                                            N=samples, beta=beta),
-        eps=eps, steps=steps, uses_rng=True)
+        eps=eps, steps=steps, uses_rng=True, gradients_per_step=1 + samples)
 
 
 @register_attack("sinifgsm", version="1", threat_model="linf", presets=step_presets())
@@ -82,4 +82,4 @@ def sinifgsm(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10, decay
         raise UserError(f"sinifgsm: copies (torchattacks' m) must be >= 1 (got {copies}).")
     return TorchattacksAttack(
         lambda model: torchattacks.SINIFGSM(model, eps=eps, alpha=step, steps=steps, decay=decay, m=copies),
-        eps=eps, steps=steps)
+        eps=eps, steps=steps, gradients_per_step=copies)

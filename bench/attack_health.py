@@ -55,6 +55,12 @@ def saturated_at_start(detector: torch.nn.Module, x01: torch.Tensor) -> torch.Te
     return saturated(p_fake_from_logits(logits))
 
 
+def gradient_state(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample of a gradient (B, ...): (all exactly zero, any NaN or inf), both (B,) bool."""
+    g = grad.detach().flatten(1)
+    return (g == 0).all(dim=1), ~torch.isfinite(g).all(dim=1)
+
+
 def grad_or_zero(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``d loss / d x``, or zeros when no gradient path reaches ``x`` (a ``.detach()`` or a
     non-differentiable op inside the detector): then the attack sees, and the tracker flags, a
@@ -89,17 +95,27 @@ class AttackHealth:
         pass False); ``still_fake`` (B,) bool limits the zero-gradient flag to samples the source
         still calls fake (default all).
         """
-        g = grad.detach().flatten(1)
-        n = g.shape[0]
-        active = torch.ones(n, dtype=torch.bool, device=g.device) if active is None else active.to(g.device).bool()
-        fake = active if still_fake is None else active & still_fake.to(g.device).bool()
-        nonfinite = ~torch.isfinite(g).all(dim=1) & active
-        zero = (g == 0).all(dim=1) & fake
-        self.flags |= (zero.long() * HealthFlag.GRAD_ZERO + nonfinite.long() * HealthFlag.GRAD_NONFINITE).to(
-            self.flags.device)
-        self.steps_taken += active.to(self.steps_taken.device).long()
-        loss = loss.detach().float().reshape(-1).to(self.final_loss.device)
-        self.final_loss = torch.where(active.to(self.final_loss.device), loss, self.final_loss)
+        self.flag(*gradient_state(grad), active=active, still_fake=still_fake)
+        self.count_step(loss, active)
+
+    def flag(self, zero: torch.Tensor, nonfinite: torch.Tensor, active: torch.Tensor | None = None,
+             still_fake: torch.Tensor | None = None) -> None:
+        """Set the gradient bits from per-sample ``zero`` / ``nonfinite`` (B,) bool (see
+        :func:`gradient_state`) without counting a step: for a step that takes several gradients
+        (VMI's neighbours, SINI's copies, EFAA's hybrid pair)."""
+        device = self.flags.device
+        active = torch.ones_like(self.flags, dtype=torch.bool) if active is None else active.to(device).bool()
+        fake = active if still_fake is None else active & still_fake.to(device).bool()
+        zero, nonfinite = zero.to(device).bool() & fake, nonfinite.to(device).bool() & active
+        self.flags |= zero.long() * HealthFlag.GRAD_ZERO + nonfinite.long() * HealthFlag.GRAD_NONFINITE
+
+    def count_step(self, loss: torch.Tensor, active: torch.Tensor | None = None) -> None:
+        """Count one step for the ``active`` samples (default all) and keep their ``loss`` (B,)."""
+        device = self.final_loss.device
+        active = torch.ones_like(self.steps_taken, dtype=torch.bool) if active is None else active.to(device).bool()
+        self.steps_taken += active.long()
+        loss = loss.detach().float().reshape(-1).to(device)
+        self.final_loss = torch.where(active, loss, self.final_loss)
 
     def info(self) -> dict[str, torch.Tensor]:
         """Per-sample tensors for ``AttackOutput.info``. ``final_loss`` is the loss at each
@@ -136,15 +152,33 @@ def health_table(records: pd.DataFrame, by: Sequence[str] = CELL, flag_column: s
     return pd.DataFrame(rows)
 
 
+def attacked_cells(records: pd.DataFrame) -> pd.DataFrame:
+    """The white-box cells (``source == target``). The flags belong to the attack run on the
+    source, and every target's records repeat them; these cells hold each attacked fake once."""
+    return records[records["source"] == records["target"]]
+
+
+def flagged_per_attack(records: pd.DataFrame, flag_column: str = FLAG_COLUMN) -> pd.Series:
+    """attack -> flagged samples over its white-box cells (each attacked fake once), as an object
+    Series of ints, NaN where the attack recorded no flags (a count, not a measurement)."""
+    if flag_column not in records or not set(CELL) <= set(records.columns):
+        return pd.Series(dtype=object)  # no attack recorded flags
+    table = health_table(attacked_cells(records), flag_column=flag_column)
+    counts = {attack: (np.nan if cells["n_flagged"].isna().all() else int(cells["n_flagged"].sum()))
+              for attack, cells in table.groupby("attack", sort=False)}
+    return pd.Series(counts, dtype=object)
+
+
 def health_warnings(records: pd.DataFrame, flag_column: str = FLAG_COLUMN,
                     warn_fraction: float = WARN_FRACTION) -> list[str]:
-    """One line per (source, attack, target) cell with more than ``warn_fraction`` flagged."""
+    """One line per (source, attack, target) cell with more than ``warn_fraction`` flagged (pass
+    :func:`attacked_cells` for one line per attack run rather than per target)."""
     table = health_table(records, flag_column=flag_column, warn_fraction=warn_fraction)
     lines = []
     for row in table[table["warn"]].itertuples(index=False):
         counts = ", ".join(f"{f.name.lower().replace('_', ' ')} {int(getattr(row, 'n_' + f.name.lower()))}"
                            for f in HealthFlag)
         lines.append(f"{row.attack} from {row.source} on {row.target}: {int(row.n_flagged)} of {row.n} samples "
-                     f"({100 * row.frac_flagged:.1f} %) flagged ({counts}); its ASR may reflect a gradient "
-                     f"that says nothing, not robustness")
+                     f"({100 * row.frac_flagged:.1f} %) flagged ({counts}): the attack's gradient was zero or "
+                     f"non-finite, or p_fake saturated, so gradient masking may be reported as robustness")
     return lines

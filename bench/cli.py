@@ -181,6 +181,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
     """Print a run's leaderboard and ASR matrices as terminal tables."""
     from rich.table import Table
 
+    from bench.attack_health import attacked_cells, health_warnings
     from bench.dataset_stats import stored_summary
     from bench.report import titles, views
     from bench.sample_counts import FOOTNOTE, cell_counts, limit_note, marked_matrix
@@ -206,6 +207,8 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
         out.print(table)
     if any(stem.startswith("leaderboard") and (frame["few"] != "").any() for stem, frame in tables.items()):
         out.print(FOOTNOTE, soft_wrap=True, highlight=False, markup=False)
+    for line in health_warnings(attacked_cells(store.records())):  # one line per attack run
+        out.print(f"warning: attack health: {line}", soft_wrap=True, highlight=False, markup=False)
 
 
 def _register_commands() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.attack_health import flagged_per_attack
 from bench.ensemble import ENSEMBLE
 from bench.metrics.asr import asr_table
 from bench.sample_counts import FOOTNOTE, cell_counts, eligible_table, leaderboard_counts, limit_note, marked_matrix
@@ -88,7 +89,9 @@ def leaderboard(long: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     board = pd.DataFrame(rows).sort_values(["transfer ASR", "white-box ASR"], ascending=False, na_position="last")
     if board["median queries"].isna().all():  # no query-based (black-box) attack on this board
         board = board.drop(columns="median queries")
-    return board.set_index("attack")
+    board = board.set_index("attack")
+    board["flagged"] = flagged_per_attack(records).reindex(board.index)  # attack health; NaN: not recorded
+    return board
 
 
 def median_queries(rows: pd.DataFrame) -> float:
@@ -147,7 +150,7 @@ def to_latex(frame: pd.DataFrame, caption: str = "", digits: int = 1, bold: bool
     if varying and bold:
         styler = styler.highlight_max(subset=varying, props="textbf:--rwrap;", axis=0)
     styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    styler = styler.format(escape="latex", subset=[c for c in frame.columns if c not in numeric])
+    styler = styler.format(escape="latex", na_rep="n/a", subset=[c for c in frame.columns if c not in numeric])
     return styler.to_latex(hrules=True, caption=caption or None, position_float="centering") + ""
 
 

@@ -10,6 +10,7 @@ import functools
 
 import pytest
 import torch
+from torch import nn
 
 from bench.data.synthetic import SyntheticFaces
 from detectors.tiny import TinyCNN
@@ -65,3 +66,37 @@ def fakes() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def batches() -> tuple[torch.Tensor, torch.Tensor]:
     return held_out_batches()
+
+
+# Heads that mask a detector's gradient or saturate its softmax (the attack-health tests).
+class RoundedHead(nn.Module):
+    """Gradient masking by quantised logits: same decisions, zero input gradient everywhere."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        return torch.round(self.inner(x01) * 100) / 100
+
+
+class DetachedHead(nn.Module):
+    """A ``.detach()`` inside the detector: no gradient path to the input at all."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.inner(x01).detach()
+
+
+class OverconfidentHead(nn.Module):
+    """Logits scaled by 1e4: float32 softmax is exactly 0 or 1."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.inner(x01) * 1e4

@@ -13,42 +13,16 @@ from bench.attack_health import (
     saturated_at_start,
 )
 from bench.registry import create_attack
-from tests.attack_helpers import FAKE_LABELS, detector, fakes  # noqa: F401 (fixtures)
+from tests.attack_helpers import (  # noqa: F401 (fixtures)
+    FAKE_LABELS,
+    DetachedHead,
+    OverconfidentHead,
+    RoundedHead,
+    detector,
+    fakes,
+)
 
 STEPS = 4
-
-
-class RoundedHead(nn.Module):
-    """Gradient masking by quantised logits: same decisions, zero input gradient everywhere."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x01: torch.Tensor) -> torch.Tensor:
-        return torch.round(self.inner(x01) * 100) / 100
-
-
-class DetachedHead(nn.Module):
-    """A ``.detach()`` inside the detector: no gradient path to the input at all."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x01: torch.Tensor) -> torch.Tensor:
-        return self.inner(x01).detach()
-
-
-class OverconfidentHead(nn.Module):
-    """Logits scaled by 1e4: float32 softmax is exactly 0 or 1."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x01: torch.Tensor) -> torch.Tensor:
-        return self.inner(x01) * 1e4
 
 
 def _walk(model: nn.Module, x: torch.Tensor):
