@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.detector_contract import check_logits, detector_name
+from bench.errors import UserError
 from bench.types import REAL, p_fake_from_logits
 
 
@@ -70,6 +71,11 @@ class TwoWayLogits(nn.Module):
         self.training = detector.training
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        if not torch.isfinite(x01).all():  # blame the attack's iterate, not the detector's checkpoint
+            raise UserError(f"the attack produced a non-finite image for {detector_name(self.detector)}: its "
+                            "gradient was zero at some step (e.g. SI-NI-FGSM divides by the gradient's mean "
+                            "absolute value), which usually means gradient masking; attack health flags "
+                            "GRAD_ZERO for the other rows (docs/field-metrics.md)")
         logits = self.detector(x01)
         if logits.dim() == 1 or logits.shape[1] == 1:
             z = logits.reshape(-1, 1)

@@ -67,6 +67,14 @@ def test_zero_gradient_head_flags_every_sample(label, detector, fakes):  # noqa:
     assert info["steps_taken"].tolist() == [GRADIENT_ROWS[label][1]] * 8
 
 
+def test_sinifgsm_on_a_masked_detector_blames_the_attack_not_the_checkpoint(detector, fakes):  # noqa: F811
+    from bench.errors import UserError
+
+    with pytest.raises(UserError, match="non-finite image.*gradient masking") as caught:
+        _attack("sinifgsm", RoundedHead(detector), fakes)
+    assert "checkpoint" not in str(caught.value)
+
+
 @pytest.mark.parametrize("label", ["pgd", "difgsm", "efaa"])
 def test_detached_head_is_flagged_not_a_crash(label, detector, fakes):  # noqa: F811
     out = _attack(label, DetachedHead(detector), fakes)
