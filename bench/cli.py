@@ -183,7 +183,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
 
     from bench.attack_health import attacked_cells, health_warnings
     from bench.dataset_stats import stored_summary
-    from bench.report import titles, views
+    from bench.report import fold_intervals, titles, views
     from bench.sample_counts import FOOTNOTE, cell_counts, limit_note, marked_matrix
     from bench.store import RunStore
 
@@ -194,8 +194,9 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder results/<matrix>
             out.print(line, soft_wrap=True, highlight=False, markup=False)
     tables, named = views(store), titles(store)
     for stem, frame in tables.items():
-        if stem == "asr_all":
+        if stem in ("asr_all", "quality_ci") or stem.startswith("under_attack"):  # long forms: tables/, report.html
             continue
+        frame = fold_intervals(frame)
         if stem.startswith("asr_"):  # ASR cells resting on < 10 eligible samples carry the mark
             frame = marked_matrix(frame, cell_counts(tables["eligible"], stem[4:], frame), bold=False)
         frame = frame.reset_index()
