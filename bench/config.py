@@ -294,7 +294,7 @@ def parse_matrix(data: dict[str, Any], path: Path, values: dict[str, str] | None
         try:
             validate_postprocess(names)
         except UserError as exc:
-            raise UserError(f"{path}: postprocess: {exc}") from None
+            raise UserError(f"{path}: {exc}") from None  # the message names the postprocess
         cfg.postprocess = list(dict.fromkeys(names))
     for key in ("explain", "report", "files"):
         if key in data:

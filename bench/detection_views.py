@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench.metrics.detection import METRICS, detector_table, point_metrics, under_attack_table
+from bench.metrics.detection import METRICS, detector_table, under_attack_table
 from bench.metrics.unavailable import reason_text
 
 # metric key -> table column
@@ -46,7 +46,7 @@ def detection_views(records: pd.DataFrame, scores: pd.DataFrame | None, ops: lis
     titles["detectors"] = "Detectors on the clean evaluation set (%, 95 % bootstrap intervals)"
     reals = scores[scores["label"] == 0]
     long = under_attack_long(records, reals, "p_fake_adv", "p_fake", n_boot)
-    tables["auc_under_attack"] = auc_matrix(long, scores)
+    tables["auc_under_attack"] = auc_matrix(long, tables["detectors"])
     titles["auc_under_attack"] = "Frame AUC (%) of each target: clean reals vs adversarial fakes"
     tables["under_attack"] = long.set_index(["source", "attack", "target"])
     titles["under_attack"] = "Under attack, per cell: AUC on reals vs adversarial fakes, ASR over both denominators"
@@ -109,12 +109,11 @@ def under_attack_long(records: pd.DataFrame, reals: pd.DataFrame, adv_column: st
     return out
 
 
-def auc_matrix(long: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    """Rows (attack, source), columns targets: frame AUC (%) under attack; first row: clean."""
+def auc_matrix(long: pd.DataFrame, detectors: pd.DataFrame) -> pd.DataFrame:
+    """Rows (attack, source), columns targets: frame AUC (%) under attack; first row: the clean
+    frame AUC of the ``detectors`` table."""
     matrix = long.pivot_table(index=["attack", "source"], columns="target", values="AUC (%) frame", sort=False)
-    clean = {}
-    for target, group in scores.groupby("target", sort=False):
-        clean[target] = 100 * point_metrics(group["label"].to_numpy(), group["p_fake"].to_numpy(float))["auc"]
+    clean = detectors.xs("frame", level="level")["AUC"].to_dict()
     head = pd.DataFrame([clean], index=pd.MultiIndex.from_tuples([("clean", "-")], names=["attack", "source"]))
     matrix = pd.concat([head, matrix])[list(dict.fromkeys(long["target"]))]
     matrix.columns.name = None

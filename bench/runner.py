@@ -134,9 +134,9 @@ class MatrixRun:
     def __init__(self, cfg: MatrixConfig, built: Built, store: RunStore, quiet: bool = False):
         self.cfg, self.built, self.store, self.quiet = cfg, built, store, quiet
         size = cfg.shard_size
-        self.shards = [built.fakes[i:i + size] for i in range(0, len(built.fakes), size)]
+        self.shards = shard_chunks(built.fakes, size)
         # the reals are scored too (clean detector performance, AUC under attack), in their own shards
-        self.real_shards = [built.reals[i:i + size] for i in range(0, len(built.reals), size)]
+        self.real_shards = shard_chunks(built.reals, size)
         self.computed: list[tuple[str, ...]] = []  # shard keys computed by this process (for tests)
         self._quality = None
         self.versions = store.manifest.get("fingerprints", {}).get("entries", {})
@@ -170,7 +170,7 @@ class MatrixRun:
     def real_keys(self, target: str | None = None) -> list[tuple[str, ...]]:
         """The shard keys of the reals' scores: clean, and after each post-processing."""
         targets = [target] if target else list(self.built.detectors)
-        return [key for t in targets for key in [("real", t), *(post_real_key(op, t) for op in self.cfg.postprocess)]]
+        return [real_key(op, t) for t in targets for op in [None, *self.cfg.postprocess]]
 
     # -- helpers ---------------------------------------------------------------------------------
     def images(self, indices: list[int]) -> tuple[torch.Tensor, list]:
@@ -284,21 +284,20 @@ class MatrixRun:
         """The target's scores of one shard of reals: as stored, and after each post-processing
         (so that an AUC after JPEG compares post-processed reals with post-processed fakes)."""
         indices = self.real_shards[k]
-        x = None
-        for key in self.real_keys(target):
-            if self.store.has(key, k, "parquet"):
-                continue
-            if x is None:
-                x, samples = self.images(indices)
-            op = key[1] if key[0] == "post_real" else None
+        pending = [op for op in [None, *self.cfg.postprocess]
+                   if not self.store.has(real_key(op, target), k, "parquet")]
+        if not pending:
+            return
+        x, samples = self.images(indices)
+        for op in pending:
             scored = apply_postprocess(op, x) if op else x
             frame = pd.DataFrame({"sample_index": indices, "p_fake": self.p_fake(self.built.detectors[target], scored)})
             if op is None:
                 frame.insert(1, "sample_id", [s.id for s in samples])
                 frame.insert(2, "video_id", [s.video_id for s in samples])
                 frame.insert(3, "label", [int(s.label) for s in samples])
-            self.store.write_frame(key, k, frame, indices, self.writer(f"detectors.{target}"))
-            self.computed.append((*key, str(k)))
+            self.store.write_frame(real_key(op, target), k, frame, indices, self.writer(f"detectors.{target}"))
+            self.computed.append((*real_key(op, target), str(k)))
 
     def attack_shard(self, source: str, attack_label: str, k: int) -> None:
         adv_key = ("adv", source, attack_label)
@@ -420,13 +419,24 @@ def post_key(op: str, source: str, attack: str, target: str) -> tuple[str, ...]:
     return ("post", op, source, attack, target)
 
 
-def post_real_key(op: str, target: str) -> tuple[str, ...]:
-    return ("post_real", op, target)
+def real_key(op: str | None, target: str) -> tuple[str, ...]:
+    """Shard key of a target's scores of the reals, as stored (``op`` None) or after ``op``."""
+    return ("real", target) if op is None else ("post_real", op, target)
 
 
-def postprocess_names(store: RunStore) -> list[str]:
+def shard_chunks(samples: list[int], size: int) -> list[list[int]]:
+    """The sample indices of each shard, in order."""
+    return [samples[i:i + size] for i in range(0, len(samples), size)]
+
+
+def read_stacked(store: RunStore, key: tuple[str, ...], chunks: list[list[int]]) -> pd.DataFrame:
+    """One frame from every shard of ``key`` (each verified against the samples it must hold)."""
+    return pd.concat([store.read_frame(key, k, chunk) for k, chunk in enumerate(chunks)])
+
+
+def postprocess_names(manifest: dict[str, Any]) -> list[str]:
     """The post-processings of a run (an additive setting: the manifest's current config)."""
-    return list(store.manifest.get("config", {}).get("postprocess") or [])
+    return list(manifest.get("config", {}).get("postprocess") or [])
 
 
 def merge_real_scores(store: RunStore) -> pd.DataFrame:
@@ -435,21 +445,18 @@ def merge_real_scores(store: RunStore) -> pd.DataFrame:
     manifest = store.manifest
     size = manifest["identity"]["shard_size"]
     targets = [d["label"] for d in manifest["identity"]["detectors"]]
-    ops = postprocess_names(store)
-
-    def stacked(key, samples):
-        chunks = [samples[i:i + size] for i in range(0, len(samples), size)]
-        return pd.concat([store.read_frame(key, k, chunk) for k, chunk in enumerate(chunks)]) if chunks else None
-
+    fake_chunks = shard_chunks(manifest["samples"]["fakes"], size)
+    real_chunks = shard_chunks(manifest["samples"]["reals"], size)
     out = []
     for target in targets:
-        fakes = stacked(("clean", target), manifest["samples"]["fakes"])
-        reals = stacked(("real", target), manifest["samples"]["reals"])
-        if reals is not None:
-            for op in ops:
-                post = stacked(post_real_key(op, target), manifest["samples"]["reals"])
-                reals[f"p_fake_post_{op}"] = post.set_index("sample_index")["p_fake"].reindex(reals["sample_index"]).to_numpy()
-        frame = pd.concat([f for f in (reals, fakes) if f is not None], ignore_index=True)
+        parts = [read_stacked(store, ("clean", target), fake_chunks)]
+        if real_chunks:  # a dataset without reals has no real shards
+            reals = read_stacked(store, real_key(None, target), real_chunks)
+            for op in postprocess_names(manifest):
+                post = read_stacked(store, real_key(op, target), real_chunks).set_index("sample_index")["p_fake"]
+                reals[f"p_fake_post_{op}"] = post.reindex(reals["sample_index"]).to_numpy()
+            parts.insert(0, reals)
+        frame = pd.concat(parts, ignore_index=True)
         frame.insert(0, "target", target)
         out.append(frame)
     return pd.concat(out, ignore_index=True)
@@ -465,13 +472,14 @@ def merge_records(store: RunStore, originals: Callable[[list[int]], torch.Tensor
     manifest = store.manifest
     identity, traits = manifest["identity"], manifest["traits"]
     fakes, size = manifest["samples"]["fakes"], identity["shard_size"]
-    shards = [fakes[i:i + size] for i in range(0, len(fakes), size)]
+    shards = shard_chunks(fakes, size)
     ks = range(len(shards))
     targets = [d["label"] for d in identity["detectors"]]
     sources = [t for t in targets if t in (identity.get("sources") or targets)]
+    ops = postprocess_names(manifest)  # the manifest is read once, not per cell
 
     def frames(key):
-        return pd.concat([store.read_frame(key, k, shards[k]) for k in ks])
+        return read_stacked(store, key, shards)
 
     clean = {t: frames(("clean", t)) for t in targets}
     out = []
@@ -485,7 +493,7 @@ def merge_records(store: RunStore, originals: Callable[[list[int]], torch.Tensor
             quality = frames(qkey) if store.has(qkey, 0, "parquet") else None
             for target in scored_on:
                 score = frames(("score", made, attack_label, target))
-                for op in postprocess_names(store):
+                for op in ops:
                     post = frames(post_key(op, made, attack_label, target)).set_index("sample_index")["p_fake_adv"]
                     score[f"p_fake_adv_post_{op}"] = score["sample_index"].map(post).to_numpy(dtype=np.float64)
                 frame = clean[target].rename(columns={"p_fake": "p_fake_clean"}).merge(score, on="sample_index")
