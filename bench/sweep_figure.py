@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.metrics.stats import bootstrap_ci, bootstrap_mean_ratio_ci
+from bench.metrics.stats import bootstrap_ci, bootstrap_mean_ratio_ci, video_groups
 from bench.store import safe_part, save_png
 from bench.sweep import parse_sweep_label
 
@@ -36,11 +36,6 @@ def quality_metric(records: pd.DataFrame) -> tuple[str, str] | None:
     return None
 
 
-def _groups(frame: pd.DataFrame) -> np.ndarray | None:
-    videos = frame["video_id"].to_numpy() if "video_id" in frame else None
-    return videos if videos is not None and (videos != "").all() else None
-
-
 def transfer_asr(rows: pd.DataFrame, source: str, n_boot: int) -> tuple[float, float, float]:
     """Mean transfer ASR (%) of one (source, attack) over the other targets, with its interval."""
     off = rows[rows["target"] != source]
@@ -49,7 +44,7 @@ def transfer_asr(rows: pd.DataFrame, source: str, n_boot: int) -> tuple[float, f
     success = off.pivot(index="sample_index", columns="target", values="success").astype(float)
     eligible = off.pivot(index="sample_index", columns="target", values="eligible").astype(float)
     videos = off.drop_duplicates("sample_index").set_index("sample_index").loc[success.index]
-    mean, lo, hi = bootstrap_mean_ratio_ci(success.to_numpy(), eligible.to_numpy(), groups=_groups(videos),
+    mean, lo, hi = bootstrap_mean_ratio_ci(success.to_numpy(), eligible.to_numpy(), groups=video_groups(videos),
                                            n_boot=n_boot)
     return 100 * mean, 100 * lo, 100 * hi
 
@@ -70,7 +65,7 @@ def sweep_table(records: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame | Non
             family, option, value = parse_sweep_label(label) or (label, "", "")
             white = cell[cell["target"] == source]
             if metric:
-                q_mean, q_lo, q_hi = bootstrap_ci(white[metric[0]].astype(float).to_numpy(), groups=_groups(white),
+                q_mean, q_lo, q_hi = bootstrap_ci(white[metric[0]].astype(float).to_numpy(), groups=video_groups(white),
                                                   n_boot=n_boot)
             else:
                 q_mean = q_lo = q_hi = float("nan")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.metrics.stats import bootstrap_ratio_ci
+from bench.metrics.stats import bootstrap_ratio_ci, video_groups
 
 THRESHOLD = 0.5
 
@@ -33,9 +33,7 @@ def asr_summary(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[
     success = frame["success"].to_numpy(dtype=np.float64)
     eligible = frame["eligible"].to_numpy(dtype=np.float64)
     inversion_fake = frame["inversion_fake"].to_numpy(dtype=np.float64)
-    videos = frame["video_id"].to_numpy() if "video_id" in frame else None
-    groups = videos if videos is not None and (videos != "").all() else None
-    asr, lo, hi = bootstrap_ratio_ci(success, eligible, groups=groups, n_boot=n_boot, seed=seed)
+    asr, lo, hi = bootstrap_ratio_ci(success, eligible, groups=video_groups(frame), n_boot=n_boot, seed=seed)
     asr_inv = success.sum() / inversion_fake.sum() if inversion_fake.sum() else float("nan")
     return {
         "asr": asr,

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics.asr import THRESHOLD, success_flags
-from bench.metrics.stats import bootstrap_ratio_ci
+from bench.metrics.stats import bootstrap_ratio_ci, video_groups
 
 RANKING = ("auc", "ap", "eer", "tpr_at_1fpr")
 METRICS = (*RANKING, "acc")
@@ -168,7 +168,7 @@ def detector_table(scores: pd.DataFrame, by: Sequence[str] = ("target",), video_
     rows = []
     for key, group in scores.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        videos = _video_ids(group, video_col)
+        videos = video_groups(group, video_col)
         row = dict(zip(by, key))
         row.update(detection_metrics(group["label"], group["p_fake"], groups=videos, n_boot=n_boot, seed=seed))
         if videos is not None:
@@ -195,7 +195,7 @@ def asr_denominators(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
         eligible, _, success = success_flags(frame["p_fake_clean"], frame["p_fake_inversion"], frame[adv_column])
     else:
         eligible, success = frame["eligible"].to_numpy(bool), frame["success"].to_numpy(bool)
-    groups = _video_ids(frame)
+    groups = video_groups(frame)
     success, eligible = success.astype(np.float64), eligible.astype(np.float64)
     detected = bootstrap_ratio_ci(success, eligible, groups=groups, n_boot=n_boot, seed=seed)
     attacked = bootstrap_ratio_ci(success, np.ones_like(success), groups=groups, n_boot=n_boot, seed=seed)
@@ -216,8 +216,8 @@ def under_attack_table(records: pd.DataFrame, real_scores: pd.DataFrame, adv_col
     rows = []
     for (source, attack, target), cell in records.groupby(["source", "attack", "target"], sort=False):
         reals = real_scores[real_scores["target"] == target]
-        real_videos = _video_ids(reals)
-        adv_videos = _video_ids(cell)
+        real_videos = video_groups(reals)
+        adv_videos = video_groups(cell)
         both = real_videos is not None and adv_videos is not None
         row = {"source": source, "attack": attack, "target": target}
         row.update(under_attack_metrics(reals["p_fake"], cell[adv_column], real_videos if both else None,
@@ -228,14 +228,6 @@ def under_attack_table(records: pd.DataFrame, real_scores: pd.DataFrame, adv_col
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-def _video_ids(frame: pd.DataFrame, column: str | None = "video_id") -> np.ndarray | None:
-    """The frame's video ids, or None when there is no such column or any row lacks one."""
-    if column is None or column not in frame:
-        return None
-    videos = frame[column].to_numpy()
-    return videos if (pd.notna(videos) & (videos.astype(str) != "")).all() else None
-
 
 def _finite_only(labels, p_fake, groups):
     """Validated arrays without the samples whose score is not finite, and how many were dropped."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 # Largest number of (resample, unit) index pairs held in memory at once (~80 MB of int64).
 _CHUNK_CELLS = 10_000_000
@@ -126,3 +127,12 @@ def bootstrap_mean_ratio_ci(numer: np.ndarray, denom: np.ndarray, groups: Sequen
         return estimate, nan, nan
     lo, hi = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return estimate, float(lo), float(hi)
+
+
+def video_groups(frame, column: str | None = "video_id") -> np.ndarray | None:
+    """A records frame's video ids as bootstrap groups (whole videos resampled), or None when
+    there is no such column or any row lacks one (then samples are resampled)."""
+    if column is None or column not in frame:
+        return None
+    videos = frame[column].to_numpy()
+    return videos if (pd.notna(videos) & (videos.astype(str) != "")).all() else None
