@@ -71,16 +71,21 @@ class TwoWayLogits(nn.Module):
         self.training = detector.training
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
-        if not torch.isfinite(x01).all():  # blame the attack's iterate, not the detector's checkpoint
-            raise UserError(f"the attack produced a non-finite image for {detector_name(self.detector)}: its "
-                            "gradient was zero at some step (e.g. SI-NI-FGSM divides by the gradient's mean "
-                            "absolute value), which usually means gradient masking; attack health flags "
-                            "GRAD_ZERO for the other rows (docs/field-metrics.md)")
         logits = self.detector(x01)
         if logits.dim() == 1 or logits.shape[1] == 1:
             z = logits.reshape(-1, 1)
             logits = torch.cat([torch.zeros_like(z), z], dim=1)
-        return check_logits(detector_name(self.detector), logits, x01.shape[0]).float()
+        try:
+            return check_logits(detector_name(self.detector), logits, x01.shape[0]).float()
+        except UserError:
+            # looked at only on failure (no extra reduction per step): blame a non-finite iterate
+            # on the attack, not on the detector's checkpoint
+            if not torch.isfinite(x01).all():
+                raise UserError(f"the attack produced a non-finite image for {detector_name(self.detector)}: "
+                                "its gradient was zero at some step (e.g. SI-NI-FGSM divides by the gradient's "
+                                "mean absolute value), which usually means gradient masking; attack health "
+                                "flags GRAD_ZERO for the other rows (docs/field-metrics.md)") from None
+            raise
 
 
 def loss_away_from_label(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
