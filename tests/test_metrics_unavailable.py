@@ -5,15 +5,14 @@ import torch
 
 from bench.metrics.quality import esnle
 from bench.metrics.unavailable import (
-    add_metric_columns,
     esnle_computable,
     esnle_half_strips_or_nan,
     esnle_or_nan,
     esnle_patch_count,
     footnotes,
-    format_value,
     with_reason,
 )
+from bench.report import to_markdown
 
 
 def _noisy(size: int, sigma: float = 5 / 255, seed: int = 0) -> torch.Tensor:
@@ -45,13 +44,14 @@ def test_esnle_on_a_large_enough_image_is_unchanged():
 
 def test_table_prints_na_and_footnote_never_zero():
     frame = pd.DataFrame({"attack": ["a"] * 4})
-    add_metric_columns(frame, "q_esnle_adv", [1.5, 0.0, 0.0, 2.5], [True, False, False, True],
-                       "esnle_too_few_patches")
+    frame["q_esnle_adv"], frame["q_esnle_adv_reason"] = with_reason([1.5, 0.0, 0.0, 2.5], [True, False, False, True],
+                                                                    "esnle_too_few_patches")
     frame["q_lpips"] = np.nan  # a column without reasons
     assert frame["q_esnle_adv"].isna().tolist() == [False, True, True, False]
     assert frame["q_esnle_adv_reason"].tolist() == ["", "esnle_too_few_patches", "esnle_too_few_patches", ""]
-    assert format_value(float("nan")) == "n/a" and format_value(0.0) == "0.000"
-    assert format_value(frame["q_esnle_adv"].mean()) == "2.000"  # NaNs are left out, not zeros
+    table = pd.DataFrame({"ESNLE adv": [float("nan"), 0.0, frame["q_esnle_adv"].mean()]}, index=["x", "y", "z"])
+    cells = [line.split("|")[2].strip() for line in to_markdown(table, digits=3, bold=False).splitlines()[2:]]
+    assert cells == ["n/a", "0.000", "2.000"]  # n/a, a real zero, and the mean leaves the NaNs out
     notes = footnotes(frame, {"q_esnle_adv": "ESNLE adv", "q_lpips": "LPIPS", "absent": "X"})
     assert notes[0].startswith("ESNLE adv: n/a for 2 of 4 samples (esnle_too_few_patches: image too small")
     assert notes[1].startswith("LPIPS: n/a for 4 of 4 samples (unknown")

@@ -11,7 +11,6 @@ sentence a footnote prints. New metrics add their codes here.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -49,12 +48,6 @@ def with_reason(values: np.ndarray | torch.Tensor | Sequence[float], ok: np.ndar
     if ok.shape != values.shape:
         raise ValueError(f"{ok.size} ok flags for {values.size} values")
     return np.where(ok, values, np.nan), np.where(ok, "", reason).astype(object)
-
-
-def add_metric_columns(frame: pd.DataFrame, name: str, values, ok, reason: str) -> pd.DataFrame:
-    """Set ``frame[name]`` and ``frame[name + "_reason"]`` from :func:`with_reason` (in place; returned)."""
-    frame[name], frame[name + REASON_SUFFIX] = with_reason(values, ok, reason)
-    return frame
 
 
 # -- ESNLE ---------------------------------------------------------------------------------------
@@ -96,13 +89,6 @@ def esnle_half_strips_or_nan(x01: torch.Tensor, patch: int = 8, stride: int = 3)
 
 
 # -- tables --------------------------------------------------------------------------------------
-
-def format_value(value: float, digits: int = 3) -> str:
-    """A number for a table; NaN (and None) print as ``n/a``, never as 0."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return NA
-    return f"{value:.{digits}f}"
-
 
 def reason_counts(reasons: Iterable[str]) -> dict[str, int]:
     """How many samples carry each non-empty reason code, most frequent first."""
